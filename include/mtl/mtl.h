@@ -1,0 +1,10 @@
+/* libmtl — multi-task learning in C. Umbrella header: include this one. */
+#ifndef MTL_MTL_H
+#define MTL_MTL_H
+
+#include "mtl/version.h"
+#include "mtl/status.h"
+#include "mtl/tensor.h"
+#include "mtl/runtime.h"
+
+#endif

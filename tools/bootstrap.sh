@@ -1,0 +1,37 @@
+#!/bin/sh
+# Fresh-machine set-up for Debian 12 (run as root, or with sudo available).
+#   tools/bootstrap.sh run    install dependencies, build, run the main job
+#   tools/bootstrap.sh test   install dependencies, build, run every test suite
+#                             (plain build, sanitizer build, ABI checks, Python tests)
+set -eu
+cd "$(dirname "$0")/.."
+mode=${1:-}
+[ "$mode" = run ] || [ "$mode" = test ] || { echo "usage: tools/bootstrap.sh run|test" >&2; exit 2; }
+
+PKGS="build-essential g++ meson ninja-build pkg-config libblis-pthread-dev libyaml-dev check zlib1g-dev abigail-tools dataset-fashion-mnist python3 python3-numpy python3-pytest"
+[ "$mode" = test ] && PKGS="$PKGS python3-torch python3-sklearn python3-matplotlib python3-venv python3-pip"
+
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing:$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+[ -d build ] || meson setup build --buildtype=release -Db_ndebug=true -Ddebug=true
+ninja -C build
+
+if [ "$mode" = run ]; then
+  exec build/examples/mtl-info
+fi
+
+meson test -C build --print-errorlogs --num-processes 2
+[ -d build-san ] || meson setup build-san -Db_sanitize=address,undefined -Db_lundef=false -Dpython_tests=false
+ninja -C build-san
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-san --print-errorlogs --num-processes 2
+echo "all test suites passed"
