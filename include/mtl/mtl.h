@@ -6,5 +6,8 @@
 #include "mtl/status.h"
 #include "mtl/tensor.h"
 #include "mtl/runtime.h"
+#include "mtl/model.h"
+#include "mtl/optim.h"
+#include "mtl/weighting.h"
 
 #endif

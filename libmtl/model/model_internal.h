@@ -1,0 +1,112 @@
+/* Internal: the model, its stacks (trunk and heads) and workspace. */
+#ifndef MTLI_MODEL_INTERNAL_H
+#define MTLI_MODEL_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "layers/layer.h"
+#include "losses/loss.h"
+#include "mtl/model.h"
+
+/* A stack of layers: the trunk or one head. */
+typedef struct mtli_stack {
+    mtl_model *model;
+    mtli_layer *layers;
+    int nlayers, cap;
+    /* after build */
+    float **act;        /* act[i]: output of layer i, [max_batch, out_features(i)] */
+    float **scratch;    /* scratch[i]: layer i's forward scratch */
+    size_t max_features; /* largest activation width (input included) */
+    size_t param_offset, nparams; /* range in the flat buffer */
+    size_t state_offset, nstate;
+    int64_t in_dims[3];
+    int in_ndim;
+    size_t in_features, out_features;
+} mtli_stack;
+
+struct mtl_trunk {
+    mtli_stack s;
+};
+
+struct mtl_head {
+    mtli_stack s;
+    char *name;
+    mtli_loss loss;
+    float *dlogits;     /* [max_batch, C] */
+    float *pending_class_weights;
+    int64_t npending_class_weights;
+};
+
+/* One named parameter tensor of the model. */
+typedef struct mtli_named_param {
+    char *name;
+    float *data;        /* into params or state */
+    size_t offset;      /* offset within params (trainable) or state */
+    size_t count;
+    int ndim;
+    int64_t shape[4];
+    bool is_state;
+    bool no_decay;
+    int head;           /* -1: trunk */
+} mtli_named_param;
+
+struct mtl_model {
+    mtl_dtype input_dtype;
+    int input_ndim;
+    int64_t input_shape[3];
+    size_t input_features;
+    mtl_trunk trunk;
+    mtl_head **heads;
+    int nheads, cap_heads;
+    double l2_trunk, l2_heads;
+
+    bool built;
+    size_t max_batch;
+    uint64_t seed;
+    float *params, *grads, *state;
+    size_t nparams, nstate;
+    float *state_backup;        /* restored when a step fails */
+    mtli_named_param *named;
+    int nnamed;
+    mtli_rng rng;
+    /* backward ping-pong buffers [max_batch, max width], dZ accumulator and head dx */
+    float *bwd_a, *bwd_b, *dz, *dz_tmp;
+    size_t bwd_width;
+    double *task_weights;       /* [nheads] */
+    double *task_loss;          /* [nheads] */
+    size_t last_batch;          /* batch of the last predict */
+    bool last_predict_valid;
+};
+
+/* Stacks */
+void mtli_stack_init(mtli_stack *s, mtl_model *m);
+void mtli_stack_free(mtli_stack *s);
+mtl_status mtli_stack_add(mtli_stack *s, const char *kind, int *index, const char *owner);
+mtli_layer *mtli_stack_layer(mtli_stack *s, int layer, const char *owner);
+/* Infer shapes from the input dims; returns the needed params/state counts. */
+mtl_status mtli_stack_setup(mtli_stack *s, int in_ndim, const int64_t *in_dims,
+                            const char *owner);
+/* Forward B samples from x; outputs in s->act[]. Returns the top output. */
+const float *mtli_stack_forward(mtli_stack *s, const float *x, size_t B, bool train,
+                                mtli_rng *rng);
+/* Backward from dy_top [B, out]; accumulates parameter grads into dparams_base (a buffer of
+ * the flat parameter layout: each layer writes at its own offset); writes the gradient with
+ * respect to the stack input into dx (NULL: not needed). Uses the model's ping-pong
+ * buffers. x is the stack input used in forward. */
+void mtli_stack_backward(mtli_stack *s, const float *x, const float *dy_top, float *dx,
+                         float *dparams_base, size_t B);
+
+/* Train-step internals shared with the weighting engine. */
+mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
+                                  const mtl_tensor *const *targets,
+                                  const mtl_tensor *const *masks, const char *fn, size_t *B);
+
+/* The weighting hook (weighting/): compute task weights from the losses. active[t] is false
+ * for tasks without a target this step (their weight is ignored). */
+mtl_status mtli_weighting_weights(mtl_weighting *w, const double *losses, const bool *active,
+                                  int T, double *weights);
+
+#endif

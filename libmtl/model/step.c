@@ -1,0 +1,330 @@
+/* The train step, forward/backward, losses and inference. */
+#include <math.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/tensor_internal.h"
+#include "model/model_internal.h"
+#include "optim/optim.h"
+
+mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
+                                  const mtl_tensor *const *targets,
+                                  const mtl_tensor *const *masks, const char *fn, size_t *Bout)
+{
+    MTLI_CHECK_NULL(m, fn);
+    if (!m->built)
+        return mtli_error(MTL_ERR_STATE, "%s: the model is not built (call mtl_model_build)", fn);
+    if (!input)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT, "%s: argument 'input' is NULL", fn);
+    if (input->dtype != m->input_dtype)
+        return mtli_error(MTL_ERR_SHAPE, "%s: input dtype is %s, the model expects %s", fn,
+                          input->dtype == MTL_INT32 ? "int32" : "float32",
+                          m->input_dtype == MTL_INT32 ? "int32" : "float32");
+    if (input->ndim != m->input_ndim + 1)
+        return mtli_error(MTL_ERR_SHAPE,
+                          "%s: input has %d dimensions, expected %d (batch + sample shape)", fn,
+                          input->ndim, m->input_ndim + 1);
+    for (int d = 0; d < m->input_ndim; d++)
+        if (input->shape[d + 1] != m->input_shape[d])
+            return mtli_error(MTL_ERR_SHAPE, "%s: input dimension %d is %lld, expected %lld", fn,
+                              d + 1, (long long)input->shape[d + 1],
+                              (long long)m->input_shape[d]);
+    size_t B = (size_t)input->shape[0];
+    if (B > m->max_batch)
+        return mtli_error(MTL_ERR_SHAPE, "%s: batch of %zu samples exceeds max_batch %zu", fn, B,
+                          m->max_batch);
+    if (m->input_dtype == MTL_INT32 && m->trunk.s.nlayers > 0)
+        MTLI_TRY(mtli_embedding_check_ids(&m->trunk.s.layers[0], input->data, B));
+    if (targets) {
+        int any = 0;
+        for (int t = 0; t < m->nheads; t++) {
+            if (!targets[t]) {
+                if (masks && masks[t])
+                    return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                                      "%s: head '%s' has a mask but no target", fn,
+                                      m->heads[t]->name);
+                continue;
+            }
+            any = 1;
+            mtl_head *h = m->heads[t];
+            MTLI_TRY(mtli_loss_check(&h->loss, h->name, B, h->s.out_features, targets[t],
+                                     masks ? masks[t] : NULL));
+        }
+        if (!any)
+            return mtli_error(MTL_ERR_INVALID_ARGUMENT, "%s: every target is NULL", fn);
+    }
+    *Bout = B;
+    return MTL_OK;
+}
+
+static int all_finite(const float *g, size_t n)
+{
+    float acc = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        acc += g[i] * 0.0f; /* NaN/Inf make the product NaN; vectorises */
+    return acc == 0.0f;
+}
+
+/* forward (+ backward when grads != NULL). Writes unweighted losses into m->task_loss. */
+static mtl_status run(mtl_model *m, mtl_weighting *w, const mtl_tensor *input,
+                      const mtl_tensor *const *targets, const mtl_tensor *const *masks,
+                      size_t B, bool train, bool backward)
+{
+    const float *x = input->data;
+    const float *Z = mtli_stack_forward(&m->trunk.s, x, B, train, &m->rng);
+    size_t D = m->trunk.s.out_features;
+    bool active[64];
+    bool *act = active;
+    bool heap_active = false;
+    if (m->nheads > 64) {
+        act = mtli_calloc((size_t)m->nheads, sizeof(bool));
+        if (!act)
+            return mtli_oom("task flags", (size_t)m->nheads);
+        heap_active = true;
+    }
+    mtl_status st = MTL_OK;
+    for (int t = 0; t < m->nheads; t++) {
+        mtl_head *h = m->heads[t];
+        act[t] = targets[t] != NULL;
+        if (!act[t]) {
+            m->task_loss[t] = NAN;
+            continue;
+        }
+        const float *out = mtli_stack_forward(&h->s, Z, B, train, &m->rng);
+        size_t cnt;
+        double L;
+        mtli_loss_eval(&h->loss, out, B, h->s.out_features, targets[t], masks ? masks[t] : NULL,
+                       &L, backward ? h->dlogits : NULL, 1.0f, &cnt);
+        m->task_loss[t] = L;
+        if (!isfinite(L)) {
+            st = mtli_error(MTL_ERR_NUMERIC, "head '%s': the loss is %g (not finite)", h->name,
+                            L);
+            goto done;
+        }
+    }
+    if (!backward)
+        goto done;
+    st = mtli_weighting_weights(w, m->task_loss, act, m->nheads, m->task_weights);
+    if (st != MTL_OK)
+        goto done;
+    memset(m->grads, 0, m->nparams * sizeof(float));
+    bool first = true;
+    for (int t = 0; t < m->nheads; t++) {
+        if (!act[t])
+            continue;
+        mtl_head *h = m->heads[t];
+        float wt = (float)m->task_weights[t];
+        size_t n = B * h->s.out_features;
+        if (wt != 1.0f)
+            for (size_t i = 0; i < n; i++)
+                h->dlogits[i] *= wt;
+        float *dst = first ? m->dz : m->dz_tmp;
+        mtli_stack_backward(&h->s, Z, h->dlogits, m->trunk.s.nlayers ? dst : NULL, m->grads, B);
+        if (!first && m->trunk.s.nlayers)
+            for (size_t i = 0; i < B * D; i++)
+                m->dz[i] += m->dz_tmp[i];
+        first = false;
+    }
+    if (m->trunk.s.nlayers)
+        mtli_stack_backward(&m->trunk.s, x, m->dz, NULL, m->grads, B);
+    /* L2 penalty lambda*||theta||^2 on weights (not biases or normalisation parameters) */
+    if (m->l2_trunk > 0.0 || m->l2_heads > 0.0) {
+        for (int i = 0; i < m->nnamed; i++) {
+            mtli_named_param *p = &m->named[i];
+            if (p->is_state || p->no_decay)
+                continue;
+            double lam = p->head < 0 ? m->l2_trunk : m->l2_heads;
+            if (lam <= 0.0)
+                continue;
+            float c = (float)(2.0 * lam);
+            float *g = m->grads + p->offset;
+            const float *th = m->params + p->offset;
+            for (size_t k = 0; k < p->count; k++)
+                g[k] += c * th[k];
+        }
+    }
+done:
+    if (heap_active)
+        mtli_free(act);
+    return st;
+}
+
+static void save_state(mtl_model *m, mtli_rng *rng_backup)
+{
+    if (m->nstate)
+        memcpy(m->state_backup, m->state, m->nstate * sizeof(float));
+    *rng_backup = m->rng;
+}
+
+static void restore_state(mtl_model *m, const mtli_rng *rng_backup)
+{
+    if (m->nstate)
+        memcpy(m->state, m->state_backup, m->nstate * sizeof(float));
+    m->rng = *rng_backup;
+}
+
+static void report_losses(const mtl_model *m, float *task_losses)
+{
+    if (task_losses)
+        for (int t = 0; t < m->nheads; t++)
+            task_losses[t] = (float)m->task_loss[t];
+}
+
+static mtl_status forward_backward(mtl_model *m, mtl_weighting *w, const mtl_tensor *input,
+                                   const mtl_tensor *const *targets,
+                                   const mtl_tensor *const *masks, float *task_losses,
+                                   const char *fn, mtli_rng *rng_backup)
+{
+    size_t B;
+    MTLI_CHECK_NULL(targets, fn);
+    MTLI_TRY(mtli_model_check_batch(m, input, targets, masks, fn, &B));
+    m->last_predict_valid = false;
+    save_state(m, rng_backup);
+    mtl_status st = run(m, w, input, targets, masks, B, true, true);
+    report_losses(m, task_losses);
+    if (st != MTL_OK) {
+        restore_state(m, rng_backup);
+        return st;
+    }
+    return MTL_OK;
+}
+
+MTL_API mtl_status mtl_model_forward_backward(mtl_model *m, mtl_weighting *w,
+                                              const mtl_tensor *input,
+                                              const mtl_tensor *const *targets,
+                                              const mtl_tensor *const *masks, float *task_losses)
+{
+    mtli_rng backup;
+    MTLI_TRY(forward_backward(m, w, input, targets, masks, task_losses,
+                              "mtl_model_forward_backward", &backup));
+    if (!all_finite(m->grads, m->nparams)) {
+        restore_state(m, &backup);
+        return mtli_error(MTL_ERR_NUMERIC, "mtl_model_forward_backward: a gradient is NaN or Inf");
+    }
+    return MTL_OK;
+}
+
+MTL_API mtl_status mtl_model_train_step(mtl_model *m, mtl_optimizer *opt, mtl_weighting *w,
+                                        const mtl_tensor *input,
+                                        const mtl_tensor *const *targets,
+                                        const mtl_tensor *const *masks, float *task_losses)
+{
+    MTLI_CHECK_NULL(m, "mtl_model_train_step");
+    MTLI_CHECK_NULL(opt, "mtl_model_train_step");
+    if (mtli_optimizer_model(opt) != m)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                          "mtl_model_train_step: the optimizer belongs to another model");
+    mtli_rng backup;
+    MTLI_TRY(forward_backward(m, w, input, targets, masks, task_losses, "mtl_model_train_step",
+                              &backup));
+    mtl_status st = mtli_optimizer_update(opt, m->params, m->grads);
+    if (st != MTL_OK) {
+        restore_state(m, &backup);
+        return st;
+    }
+    return MTL_OK;
+}
+
+MTL_API mtl_status mtl_model_compute_losses(mtl_model *m, const mtl_tensor *input,
+                                            const mtl_tensor *const *targets,
+                                            const mtl_tensor *const *masks, float *task_losses)
+{
+    size_t B;
+    MTLI_CHECK_NULL(targets, "mtl_model_compute_losses");
+    MTLI_TRY(mtli_model_check_batch(m, input, targets, masks, "mtl_model_compute_losses", &B));
+    m->last_predict_valid = false;
+    mtl_status st = run(m, NULL, input, targets, masks, B, false, false);
+    report_losses(m, task_losses);
+    return st;
+}
+
+MTL_API mtl_status mtl_model_predict(mtl_model *m, const mtl_tensor *input)
+{
+    size_t B;
+    MTLI_TRY(mtli_model_check_batch(m, input, NULL, NULL, "mtl_model_predict", &B));
+    const float *Z = mtli_stack_forward(&m->trunk.s, input->data, B, false, &m->rng);
+    for (int t = 0; t < m->nheads; t++)
+        mtli_stack_forward(&m->heads[t]->s, Z, B, false, &m->rng);
+    m->last_batch = B;
+    m->last_predict_valid = true;
+    return MTL_OK;
+}
+
+MTL_API mtl_status mtl_model_output(const mtl_model *m, int head, mtl_tensor *dst,
+                                    mtl_output_kind kind)
+{
+    MTLI_CHECK_NULL(m, "mtl_model_output");
+    MTLI_CHECK_NULL(dst, "mtl_model_output");
+    if (!m->last_predict_valid)
+        return mtli_error(MTL_ERR_STATE, "mtl_model_output: call mtl_model_predict first");
+    if (head < 0 || head >= m->nheads)
+        return mtli_error(MTL_ERR_NOT_FOUND, "mtl_model_output: head %d out of range (%d heads)",
+                          head, m->nheads);
+    if (kind != MTL_OUTPUT_RAW && kind != MTL_OUTPUT_PROBABILITIES)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT, "mtl_model_output: unknown output kind %d",
+                          (int)kind);
+    const mtl_head *h = m->heads[head];
+    size_t C = h->s.out_features, n = m->last_batch * C;
+    if (dst->dtype != MTL_FLOAT32 || dst->numel != n)
+        return mtli_error(MTL_ERR_SHAPE,
+                          "mtl_model_output: head '%s' has %zu x %zu outputs; dst must be "
+                          "float32 with %zu elements (it has %zu)",
+                          h->name, m->last_batch, C, n, dst->numel);
+    const float *src = h->s.nlayers ? h->s.act[h->s.nlayers - 1] : NULL;
+    if (!src) /* a head without layers outputs the trunk representation */
+        src = m->trunk.s.nlayers ? m->trunk.s.act[m->trunk.s.nlayers - 1] : NULL;
+    if (!src)
+        return mtli_error(MTL_ERR_STATE, "mtl_model_output: model without layers");
+    if (kind == MTL_OUTPUT_PROBABILITIES)
+        mtli_loss_activate(&h->loss, src, dst->data, m->last_batch, C);
+    else
+        memcpy(dst->data, src, n * sizeof(float));
+    return MTL_OK;
+}
+
+MTL_API int64_t mtl_model_output_batch(const mtl_model *m)
+{
+    return m && m->last_predict_valid ? (int64_t)m->last_batch : 0;
+}
+
+/* ---- optimizer glue (the optimizer lives in optim/, which knows nothing of models) ---- */
+
+MTL_API mtl_status mtl_optimizer_create(mtl_optimizer **out, mtl_model *m, const char *kind)
+{
+    MTLI_CHECK_NULL(out, "mtl_optimizer_create");
+    *out = NULL;
+    MTLI_CHECK_NULL(m, "mtl_optimizer_create");
+    MTLI_CHECK_NULL(kind, "mtl_optimizer_create");
+    if (!m->built)
+        return mtli_error(MTL_ERR_STATE, "mtl_optimizer_create: the model is not built");
+    mtli_part parts[1 + 256];
+    mtli_part *pp = parts;
+    int n = 1 + m->nheads;
+    if (n > (int)(sizeof parts / sizeof parts[0])) {
+        pp = mtli_calloc((size_t)n, sizeof *pp);
+        if (!pp)
+            return mtli_oom("optimizer parts", (size_t)n * sizeof *pp);
+    }
+    pp[0].name = "trunk";
+    pp[0].offset = m->trunk.s.param_offset;
+    pp[0].count = m->trunk.s.nparams;
+    for (int h = 0; h < m->nheads; h++) {
+        pp[h + 1].name = m->heads[h]->name;
+        pp[h + 1].offset = m->heads[h]->s.param_offset;
+        pp[h + 1].count = m->heads[h]->s.nparams;
+    }
+    mtl_status st = mtli_optimizer_create(out, kind, m->nparams, pp, n, m);
+    if (pp != parts)
+        mtli_free(pp);
+    return st;
+}
+
+MTL_API mtl_status mtl_optimizer_step(mtl_optimizer *opt)
+{
+    MTLI_CHECK_NULL(opt, "mtl_optimizer_step");
+    mtl_model *m = mtli_optimizer_model(opt);
+    if (!m)
+        return mtli_error(MTL_ERR_STATE, "mtl_optimizer_step: the optimizer has no model");
+    return mtli_optimizer_update(opt, m->params, m->grads);
+}
