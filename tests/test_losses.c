@@ -181,7 +181,8 @@ START_TEST(ce_weighted_by_hand)
     mtli_loss_eval(&L, z, 2, 2, t, NULL, &loss, NULL, 1.0f, &n);
     double nll0 = log(2.0), nll1 = log(exp(2.0) + 1.0);
     ck_assert_close(loss, (3 * nll0 + 3 * nll1) / 6.0, 1e-12);
-    /* smoothing eps with weights: (1-eps) * weighted nll + eps/C * sum_i sum_c w_c nll_ic / sum w_y */
+    /* smoothing eps with weights:
+     * (1-eps) * weighted nll + eps/C * sum_i sum_c w_c nll_ic / sum_i w_y */
     L.label_smoothing = 0.2;
     mtli_loss_eval(&L, z, 2, 2, t, NULL, &loss, NULL, 1.0f, &n);
     double s0 = 1 * log(2.0) + 3 * log(2.0);
