@@ -5,6 +5,7 @@
 #include "mtl/version.h"
 #include "mtl/status.h"
 #include "mtl/tensor.h"
+#include "mtl/data.h"
 #include "mtl/runtime.h"
 
 #endif
