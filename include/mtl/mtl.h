@@ -6,6 +6,7 @@
 #include "mtl/status.h"
 #include "mtl/tensor.h"
 #include "mtl/data.h"
+#include "mtl/metrics.h"
 #include "mtl/runtime.h"
 
 #endif
