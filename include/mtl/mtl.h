@@ -11,5 +11,7 @@
 #include "mtl/model.h"
 #include "mtl/optim.h"
 #include "mtl/weighting.h"
+#include "mtl/dataset.h"
+#include "mtl/train.h"
 
 #endif
