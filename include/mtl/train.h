@@ -79,9 +79,10 @@
  *   "eval"   after every evaluation; values: the evaluation's values, named by
  *            mtl_trainer_eval_result (its index i names values[i])
  * epoch is the 1-based number of the epoch in progress (in "epoch" events, and "eval" events
- * at an epoch's end, the epoch just completed); step counts the optimizer steps taken. values is borrowed for the call. A non-zero return
- * stops training after the current step (mtl_trainer_run then returns MTL_OK with stop
- * reason "callback"). No varargs, no structures: callable through ctypes.
+ * at an epoch's end, the epoch just completed); step counts the optimizer steps taken.
+ * values is borrowed for the call. A non-zero return stops training after the current step
+ * (mtl_trainer_run then returns MTL_OK with stop reason "callback"). No varargs, no
+ * structures: callable through ctypes.
  *
  * Since 1.0. */
 #ifndef MTL_TRAIN_H
