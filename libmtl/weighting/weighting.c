@@ -12,8 +12,11 @@
 /* ---- registry -------------------------------------------------------------------------------- */
 
 static const mtli_wmethod *const g_methods[] = {
-    &mtli_w_ew,   &mtli_w_fixed, &mtli_w_uw,   &mtli_w_dwa,
-    &mtli_w_gls,  &mtli_w_rlw,   &mtli_w_stch, &mtli_w_famo,
+    &mtli_w_ew,       &mtli_w_fixed,       &mtli_w_uw,       &mtli_w_dwa,
+    &mtli_w_gls,      &mtli_w_rlw,         &mtli_w_stch,     &mtli_w_famo,
+    &mtli_w_mgda,     &mtli_w_mgda_ub,     &mtli_w_pcgrad,   &mtli_w_cagrad,
+    &mtli_w_nash_mtl, &mtli_w_imtl,        &mtli_w_aligned_mtl, &mtli_w_fairgrad,
+    &mtli_w_upgrad,   &mtli_w_dualproj,    &mtli_w_gradnorm, &mtli_w_config,
 };
 #define NMETHODS ((int)(sizeof g_methods / sizeof g_methods[0]))
 
@@ -97,6 +100,10 @@ double mtli_wquad(const double *G, int k, const double *x)
     }
     return s;
 }
+
+size_t mtli_wgram_ws(int T) { return mtli_solver_ws(T) + MTLI_WGRAM_EXTRA(T); }
+
+double *mtli_wgram_extra(const mtli_wctx *c) { return c->ws + mtli_solver_ws(c->T); }
 
 /* ---- create / free ---------------------------------------------------------------------------- */
 

@@ -201,6 +201,16 @@ mtl_status mtli_weighting_rebind(mtl_weighting *w);
 
 /* Gram helpers on the compacted problem. */
 double mtli_wquad(const double *G, int k, const double *x); /* x^T G x */
+/* Handle-owned workspace of the Gram methods: the solvers' part (mtli_solver_ws) followed
+ * by MTLI_WGRAM_EXTRA(T) doubles for the method's own arrays. */
+#define MTLI_WGRAM_EXTRA(T) (4 * (size_t)(T) * (size_t)(T) + 12 * (size_t)(T))
+size_t mtli_wgram_ws(int T);
+/* Start of the method's own part of the Gram workspace. */
+double *mtli_wgram_extra(const mtli_wctx *c);
+
+/* Aligned-MTL's balancing matrix B (k x k) for the Gram G; returns the rank used, or -1
+ * when the eigen-decomposition fails. ws: 2k^2 + k doubles. */
+int mtli_aligned_balance(int k, const double *G, double *B, double *ws);
 
 /* The method entries. */
 extern const mtli_wmethod mtli_w_ew, mtli_w_fixed, mtli_w_uw, mtli_w_dwa, mtli_w_gls,
