@@ -190,12 +190,31 @@ static mtl_status create_named(void *ctx)
     return st;
 }
 
+static mtl_status create_and_bind(void *ctx)
+{
+    mtl_weighting *w = NULL;
+    mtl_status st = mtl_weighting_create(&w, ctx, 3);
+    if (st != MTL_OK)
+        return st;
+    size_t layers[2] = {10, 30}, tensors[3] = {5, 10, 30};
+    st = mtli_weighting_bind(w, 30, layers, 2, tensors, 3);
+    if (st == MTL_OK) /* a second layout re-sizes the state */
+        st = mtli_weighting_bind(w, 40, NULL, 0, NULL, 0);
+    if (st == MTL_OK && strcmp(ctx, "gradvac") == 0)
+        st = mtl_weighting_set_string(w, "granularity", "matrix");
+    mtl_weighting_free(w);
+    return st;
+}
+
 START_TEST(create_survives_every_allocation_failure)
 {
     for (int i = 0; mtl_weighting_available(i); i++)
         ck_assert_int_ge(mtl_test_oom_sweep(create_named, (void *)mtl_weighting_available(i)),
                          5);
     ck_assert_int_ge(mtl_test_oom_sweep(create_named, "imtl_l"), 5);
+    const char *bound[] = {"gradvac", "moco", "db_mtl", "excessmtl", "graddrop"};
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_ge(mtl_test_oom_sweep(create_and_bind, (void *)bound[i]), 7);
 }
 END_TEST
 
@@ -1102,6 +1121,316 @@ START_TEST(gram_methods_resume_bit_identically_from_their_state)
 }
 END_TEST
 
+/* ---- per-coordinate methods ---------------------------------------------------------------- */
+
+typedef struct {
+    mtl_weighting *w;
+    int T;
+    size_t P;
+    float J[MAXT * 4096];
+    float out[4096];
+    double wt[MAXT];
+    bool wrote;
+} jrun;
+
+static mtl_status step_Jf(jrun *r, const double *L)
+{
+    mtli_wstep s;
+    memset(&s, 0, sizeof s);
+    s.T = r->T;
+    s.losses = L;
+    s.J = r->J;
+    s.P = r->P;
+    s.weights = r->wt;
+    s.shared_out = r->out;
+    s.wrote_shared = &r->wrote;
+    return mtli_weighting_apply(r->w, &s);
+}
+
+static jrun *jrun_new(const char *name, int T, size_t P)
+{
+    static jrun runs[2];
+    static int next;
+    jrun *r = &runs[next++ % 2];
+    memset(r, 0, sizeof *r);
+    r->w = make(name, T);
+    r->T = T;
+    r->P = P;
+    ck_assert_ok(mtli_weighting_bind(r->w, P, NULL, 0, NULL, 0));
+    return r;
+}
+
+START_TEST(per_coordinate_methods_need_j_a_binding_and_parameter_mode)
+{
+    const char *names[] = {"graddrop", "gradvac", "moco", "db_mtl", "excessmtl"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        mtl_weighting *w = make(names[i], 2);
+        ck_assert_uint_eq(mtli_weighting_needs(w), MTLI_NEED_J);
+        ck_assert_status(mtl_weighting_set_string(w, "mode", "representation"),
+                         MTL_ERR_UNSUPPORTED);
+        ck_error_has("works coordinate-wise");
+        ck_assert_ok(mtl_weighting_set_string(w, "mode", "parameters"));
+        float J[4] = {1, 2, 3, 4}, out[2];
+        double wt[2];
+        bool wrote;
+        mtli_wstep s;
+        memset(&s, 0, sizeof s);
+        s.T = 2;
+        s.losses = ones16;
+        s.J = J;
+        s.P = 2;
+        s.weights = wt;
+        s.shared_out = out;
+        s.wrote_shared = &wrote;
+        ck_assert_status(mtli_weighting_apply(w, &s), MTL_ERR_SHAPE);
+        ck_error_has("call mtli_weighting_bind");
+        ck_assert_ok(mtli_weighting_bind(w, 2, NULL, 0, NULL, 0));
+        ck_assert_ok(mtli_weighting_apply(w, &s));
+        s.J = NULL;
+        ck_assert_status(mtli_weighting_apply(w, &s), MTL_ERR_INVALID_ARGUMENT);
+        ck_error_has("needs the per-task gradients");
+        size_t ends[2] = {1, 3};
+        ck_assert_status(mtli_weighting_bind(w, 2, ends, 2, NULL, 0), MTL_ERR_INVALID_ARGUMENT);
+        ck_error_has("layer end 1 is 3");
+        ck_assert_status(mtli_weighting_bind(w, 0, NULL, 0, NULL, 0), MTL_ERR_INVALID_ARGUMENT);
+        mtl_weighting_free(w);
+    }
+}
+END_TEST
+
+START_TEST(graddrop_keeps_one_sign_per_coordinate_with_the_purity_probability)
+{
+    const size_t P = 4000;
+    jrun *r = jrun_new("graddrop", 2, P);
+    ck_assert_ok(mtl_weighting_set_int(r->w, "seed", 3));
+    for (size_t p = 0; p < P; p++) {
+        r->J[p] = 3.0f;
+        r->J[P + p] = p % 2 ? -1.0f : 2.0f; /* odd: conflict (purity 0.75); even: agree */
+    }
+    ck_assert_ok(step_Jf(r, ones16));
+    ck_assert(r->wrote);
+    ck_assert_double_eq(r->wt[0], 1.0);
+    int pos = 0;
+    for (size_t p = 0; p < P; p++) {
+        if (p % 2 == 0) {
+            ck_assert_float_eq(r->out[p], 5.0f);
+            continue;
+        }
+        ck_assert(r->out[p] == 3.0f || r->out[p] == -1.0f);
+        pos += r->out[p] == 3.0f;
+    }
+    double frac = pos / (P / 2.0); /* 2000 Bernoulli(0.75): sd 0.0097 */
+    ck_assert_msg(fabs(frac - 0.75) < 0.04, "kept the positive sign %g of the time", frac);
+    /* seeded: the same seed gives the same masks; leak 1 is the plain sum */
+    float first[4000];
+    memcpy(first, r->out, sizeof first);
+    mtl_weighting *w2 = r->w;
+    ck_assert_ok(mtl_weighting_set_int(w2, "seed", 3));
+    ck_assert_ok(step_Jf(r, ones16));
+    ck_assert_mem_eq(first, r->out, sizeof first);
+    ck_assert_ok(step_Jf(r, ones16));
+    ck_assert(memcmp(first, r->out, sizeof first) != 0);
+    ck_assert_ok(mtl_weighting_set_double(w2, "leak", 1.0));
+    ck_assert_ok(step_Jf(r, ones16));
+    for (size_t p = 0; p < P; p++)
+        ck_assert_float_eq(r->out[p], r->J[p] + r->J[P + p]);
+    mtl_weighting_free(r->w);
+}
+END_TEST
+
+static double dotf(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+START_TEST(gradvac_moves_each_pair_to_its_cosine_target)
+{
+    /* two tasks at cosine -0.6; target 0 (initial): the first step is PCGrad */
+    jrun *r = jrun_new("gradvac", 2, 2);
+    float g1[2] = {1, 0}, g2[2] = {-0.6f, 0.8f};
+    memcpy(r->J, g1, sizeof g1);
+    memcpy(r->J + 2, g2, sizeof g2);
+    ck_assert_ok(step_Jf(r, ones16));
+    ck_assert(r->wrote);
+    /* PCGrad: g1' = g1 + 0.6 g2, g2' = g2 + 0.6 g1 */
+    ck_assert_float_eq_tol(r->out[0], 1 + 0.6f * -0.6f + -0.6f + 0.6f, 1e-6f);
+    ck_assert_float_eq_tol(r->out[1], 0.6f * 0.8f + 0.8f, 1e-6f);
+    /* targets moved to beta * rho = -0.3 */
+    const double *phi = mtli_weighting_state(r->w) + mtli_weighting_state_size(r->w) - 4;
+    ck_assert_double_eq_tol(phi[1], -0.3, 1e-6);
+    ck_assert_double_eq_tol(phi[2], -0.3, 1e-6);
+    /* a positive target: with phi_12 = phi_21 = 0.5 and orthogonal gradients the corrected
+     * gradients have cosine exactly 0.5 with the other task */
+    double *ph = mtli_weighting_state(r->w) + mtli_weighting_state_size(r->w) - 4;
+    ph[1] = ph[2] = 0.5;
+    float o1[2] = {2, 0}, o2[2] = {0, 1};
+    memcpy(r->J, o1, sizeof o1);
+    memcpy(r->J + 2, o2, sizeof o2);
+    ck_assert_ok(step_Jf(r, ones16));
+    /* g1' = g1 + c g2 with cos(g1', g2) = 0.5: g1' = (2, 2/sqrt(3)) */
+    float g1p[2] = {2.0f, (float)(2.0 / sqrt(3.0))}, g2p[2] = {(float)(1.0 / sqrt(3.0)), 1.0f};
+    ck_assert_float_eq_tol(r->out[0], g1p[0] + g2p[0], 1e-5f);
+    ck_assert_float_eq_tol(r->out[1], g1p[1] + g2p[1], 1e-5f);
+    ck_assert_double_eq_tol(dotf(g1p, o2, 2) / sqrt(dotf(g1p, g1p, 2)), 0.5, 1e-6);
+    mtl_weighting_free(r->w);
+
+    /* per layer: a conflicting first layer is corrected, an agreeing second one is summed */
+    r = jrun_new("gradvac", 2, 4);
+    ck_assert_ok(mtl_weighting_set_string(r->w, "granularity", "layer"));
+    size_t ends[2] = {2, 4};
+    ck_assert_ok(mtli_weighting_bind(r->w, 4, ends, 2, NULL, 0));
+    ck_assert_uint_eq(mtli_weighting_state_size(r->w), 1 + 2 + 8 + 2 * 4);
+    float J[8] = {1, 0, 1, 1, -0.6f, 0.8f, 1, 2};
+    memcpy(r->J, J, sizeof J);
+    ck_assert_ok(step_Jf(r, ones16));
+    ck_assert_float_eq_tol(r->out[0], 1 + 0.6f * -0.6f + -0.6f + 0.6f, 1e-6f);
+    ck_assert_float_eq(r->out[2], 2.0f);
+    ck_assert_float_eq(r->out[3], 3.0f);
+    mtl_weighting_free(r->w);
+}
+END_TEST
+
+START_TEST(moco_tracks_loss_scaled_gradients_and_their_min_norm_weights)
+{
+    const int T = 2;
+    const size_t P = 3;
+    jrun *r = jrun_new("moco", T, P);
+    float J[6] = {3, 0, 4, 0, 1, 0};
+    memcpy(r->J, J, sizeof J);
+    double L[2] = {2.0, 0.5}, y[2][3] = {{0}}, lam[2] = {0.5, 0.5};
+    for (int step = 1; step <= 3; step++) {
+        ck_assert_ok(step_Jf(r, L));
+        /* reference */
+        double bk = 0.5 / sqrt(step), gk = 0.1 / sqrt(step), YY[2][2], nl[2], z = 0;
+        for (int t = 0; t < T; t++) {
+            double n = sqrt(dotf(J + t * P, J + t * P, P));
+            for (size_t p = 0; p < P; p++)
+                y[t][p] -= bk * (y[t][p] - J[t * P + p] / (n + 1e-8) * L[t]);
+        }
+        for (int a = 0; a < T; a++)
+            for (int b = 0; b < T; b++)
+                YY[a][b] = dotp(y[a], y[b], (int)P);
+        for (int a = 0; a < T; a++)
+            nl[a] = lam[a] - gk * (YY[a][0] * lam[0] + YY[a][1] * lam[1]);
+        for (int a = 0; a < T; a++)
+            z += exp(nl[a]);
+        for (int a = 0; a < T; a++)
+            lam[a] = exp(nl[a]) / z;
+        for (size_t p = 0; p < P; p++)
+            ck_assert_float_eq_tol(r->out[p], (float)(lam[0] * y[0][p] + lam[1] * y[1][p]),
+                                   1e-6f);
+        ck_assert_double_eq_tol(r->wt[0], lam[0] * 2.0 / 5.0, 1e-9);
+    }
+    mtl_weighting_free(r->w);
+}
+END_TEST
+
+START_TEST(db_mtl_gives_every_log_loss_gradient_the_largest_norm)
+{
+    const int T = 3;
+    const size_t P = 4;
+    jrun *r = jrun_new("db_mtl", T, P);
+    ck_assert_ok(mtl_weighting_set_double(r->w, "beta", 0.0)); /* no momentum */
+    float J[12] = {1, 0, 0, 0, 0, 4, 0, 0, 1, 1, 1, 1};
+    memcpy(r->J, J, sizeof J);
+    double L[3] = {0.5, 2.0, 1.0};
+    ck_assert_ok(step_Jf(r, L));
+    /* log-loss gradients g/L: norms 2, 2, 2 -> all alpha 1; update = sum g_t / L_t */
+    for (size_t p = 0; p < P; p++) {
+        double want = J[p] / 0.5 + J[P + p] / 2.0 + J[2 * P + p] / 1.0;
+        ck_assert_float_eq_tol(r->out[p], (float)want, 1e-5f);
+    }
+    ck_assert_double_eq_tol(r->wt[1], 1.0 / 2.0, 1e-7);
+    /* unequal norms: each term is scaled up to the largest */
+    double L2[3] = {1.0, 1.0, 1.0};
+    ck_assert_ok(step_Jf(r, L2)); /* norms 1, 4, 2 -> alpha 4, 1, 2 */
+    ck_assert_double_eq_tol(r->wt[0], 4.0, 1e-6);
+    ck_assert_double_eq_tol(r->wt[2], 2.0, 1e-6);
+    ck_assert_float_eq_tol(r->out[0], 4.0f + 2.0f, 1e-5f);
+    ck_assert_float_eq_tol(r->out[1], 4.0f + 2.0f, 1e-5f);
+    /* with momentum the buffer is an average: beta 0.9 at step k: beta_k = 0.9/sqrt(k) */
+    mtl_weighting_free(r->w);
+    r = jrun_new("db_mtl", 1, 1);
+    r->J[0] = 1.0f;
+    double L1 = 1.0;
+    ck_assert_ok(step_Jf(r, &L1)); /* b = 1 + 0.9 (0 - 1) = 0.1 */
+    ck_assert_float_eq_tol(r->out[0], 0.1f, 1e-6f);
+    r->J[0] = 2.0f;
+    ck_assert_ok(step_Jf(r, &L1)); /* b = 2 + 0.9/sqrt2 (0.1 - 2) */
+    ck_assert_float_eq_tol(r->out[0], (float)(2 + 0.9 / sqrt(2.0) * (0.1 - 2)), 1e-6f);
+    L1 = 0.0 - 1.0;
+    ck_assert_status(step_Jf(r, &L1), MTL_ERR_NUMERIC);
+    mtl_weighting_free(r->w);
+}
+END_TEST
+
+START_TEST(excessmtl_raises_the_weight_of_the_task_with_more_excess_risk)
+{
+    const int T = 2;
+    const size_t P = 2;
+    jrun *r = jrun_new("excessmtl", T, P);
+    float J[4] = {1, 0, 0, 1};
+    memcpy(r->J, J, sizeof J);
+    ck_assert_ok(step_Jf(r, ones16));
+    ck_assert(!r->wrote); /* the ordinary weighted sum */
+    ck_assert_double_eq(r->wt[0], 1.0);
+    /* e_t(0) = 1/sqrt(1+1e-7) for both. Step 2: task 0's gradient doubles. */
+    r->J[0] = 2.0f;
+    ck_assert_ok(step_Jf(r, ones16));
+    double e00 = 1.0 / sqrt(1 + 1e-7);
+    double e0 = 4.0 / sqrt(5 + 1e-7) / e00, e1 = 1.0 / sqrt(2 + 1e-7) / e00;
+    double w0 = exp(0.01 * e0), w1 = exp(0.01 * e1);
+    ck_assert_double_eq_tol(r->wt[0], 2 * w0 / (w0 + w1), 1e-12);
+    ck_assert_double_eq_tol(r->wt[1], 2 * w1 / (w0 + w1), 1e-12);
+    ck_assert(r->wt[0] > r->wt[1]);
+    mtl_weighting_free(r->w);
+}
+END_TEST
+
+static void roundtrip_J(const char *name, int T, size_t P)
+{
+    jrun *a = jrun_new(name, T, P), *b = jrun_new(name, T, P);
+    double L[MAXT], saved[4096], wa[MAXT];
+    float oa[64];
+    size_t n = mtli_weighting_state_size(a->w);
+    ck_assert_uint_le(n, 4096);
+    for (int k = 0; k < 8; k++) {
+        unsigned st = 50 + (unsigned)k;
+        for (size_t i = 0; i < (size_t)T * P; i++)
+            a->J[i] = b->J[i] = (float)urand(&st);
+        for (int t = 0; t < T; t++)
+            L[t] = 1.0 + 0.3 * sin(k + t);
+        if (k == 5) {
+            memcpy(saved, mtli_weighting_state(a->w), n * sizeof(double));
+            memcpy(mtli_weighting_state(b->w), saved, n * sizeof(double));
+        }
+        ck_assert_ok(step_Jf(a, L));
+        memcpy(oa, a->out, P * sizeof(float));
+        memcpy(wa, a->wt, (size_t)T * sizeof(double));
+        if (k >= 5) {
+            ck_assert_ok(step_Jf(b, L));
+            ck_assert_mem_eq(wa, b->wt, (size_t)T * sizeof(double));
+            if (a->wrote)
+                ck_assert_mem_eq(oa, b->out, P * sizeof(float));
+        }
+    }
+    mtl_weighting_free(a->w);
+    mtl_weighting_free(b->w);
+}
+
+START_TEST(per_coordinate_methods_resume_bit_identically_from_their_state)
+{
+    roundtrip_J("graddrop", 3, 40);
+    roundtrip_J("gradvac", 3, 40);
+    roundtrip_J("moco", 3, 40);
+    roundtrip_J("db_mtl", 3, 40);
+    roundtrip_J("excessmtl", 3, 40);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("weighting");
@@ -1139,6 +1468,15 @@ static Suite *suite(void)
     tcase_add_test(tc, gram_methods_skip_inactive_tasks_and_check_their_input);
     tcase_add_test(tc, representation_mode_is_a_key_of_gram_methods);
     tcase_add_test(tc, gram_methods_resume_bit_identically_from_their_state);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("coordinate");
+    tcase_add_test(tc, per_coordinate_methods_need_j_a_binding_and_parameter_mode);
+    tcase_add_test(tc, graddrop_keeps_one_sign_per_coordinate_with_the_purity_probability);
+    tcase_add_test(tc, gradvac_moves_each_pair_to_its_cosine_target);
+    tcase_add_test(tc, moco_tracks_loss_scaled_gradients_and_their_min_norm_weights);
+    tcase_add_test(tc, db_mtl_gives_every_log_loss_gradient_the_largest_norm);
+    tcase_add_test(tc, excessmtl_raises_the_weight_of_the_task_with_more_excess_risk);
+    tcase_add_test(tc, per_coordinate_methods_resume_bit_identically_from_their_state);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -167,14 +167,13 @@ struct mtl_weighting {
     size_t nstate, nfixed;  /* total, and common + method part */
     double *ms, *bs;
     size_t P;               /* bound P (0: not bound) */
-    size_t *groups;         /* GradVac group ends (ngroups) for its granularity */
-    int ngroups;
-    size_t *layer_ends, *tensor_ends;
+    size_t *layer_ends, *tensor_ends; /* trunk layout given to mtli_weighting_bind */
     int nlayer_ends, ntensor_ends;
     /* per-step compaction and workspace (sized at create) */
     int *idx;
     double *cL, *cG, *cw, *ws;
     size_t nws;
+    float *fG, *fw;         /* J methods: a T x T float Gram and T float weights */
 };
 
 /* Key values by index. */
