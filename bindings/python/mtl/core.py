@@ -42,33 +42,16 @@ def _s(b) -> str | None:
 
 def set_option(key, value, set_int, set_double, set_string, what):
     """Dispatch a keyword option to the typed C setter by the Python value's type: str ->
-    string; bool/int -> int (retried as double when the key is a floating one); float ->
-    double (retried as int when integral and the key is an integer one); a list/tuple of
-    numbers -> comma-separated string (e.g. milestones)."""
+    string; bool/int -> int; float -> double; a list/tuple of numbers -> comma-separated
+    string (e.g. milestones). The library converts between int and double keys itself."""
     if isinstance(value, (str, bytes)):
         return set_string(_b(key), _b(value))
     if isinstance(value, (list, tuple)):
         return set_string(_b(key), _b(",".join(str(v) for v in value)))
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, (bool, np.bool_, int, np.integer)):
         return set_int(_b(key), int(value))
-    if isinstance(value, (int, np.integer)):
-        try:
-            return set_int(_b(key), int(value))
-        except (errors.InvalidArgumentError, errors.ShapeError) as first:
-            try:
-                return set_double(_b(key), float(value))
-            except errors.MtlError:
-                raise first from None
     if isinstance(value, (float, np.floating)):
-        try:
-            return set_double(_b(key), float(value))
-        except (errors.InvalidArgumentError, errors.ShapeError) as first:
-            if float(value).is_integer():
-                try:
-                    return set_int(_b(key), int(value))
-                except errors.MtlError:
-                    pass
-            raise first from None
+        return set_double(_b(key), float(value))
     raise errors.InvalidArgumentError(
         f"{what}: option {key!r} has unsupported type {type(value).__name__} ({value!r})")
 
@@ -453,7 +436,8 @@ class Model(HandleBase):
         B = C.mtl_model_output_batch(self._ptr)
         if out is None:
             C_out = C.mtl_head_output_size(C.mtl_model_head_at(self._ptr, int(idx)))
-            out = np.empty((B, C_out), dtype=np.float32)
+            # B == 0: no valid predict; a 1-element buffer lets the library say so.
+            out = np.empty((B, C_out) if B else (1,), dtype=np.float32)
         with TempTensors() as tmp:
             ptr, arr = tmp.wrap(out, dtype=np.float32, what="out")
             C.mtl_model_output(self._ptr, int(idx), ptr,

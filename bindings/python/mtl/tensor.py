@@ -222,10 +222,10 @@ class Tensor(HandleBase):
         nbytes = C.mtl_tensor_nbytes(ptr)
         buf = (ctypes.c_char * nbytes).from_address(addr)
         res.acquire()
-        buf._mtl_resource = res  # the view's base chain keeps the resource referenced
-        view = np.frombuffer(buf, dtype=dtype).reshape(shape)
-        weakref.finalize(view, res.release)
-        return view
+        # Every array derived from the view has this buffer object at the end of its base
+        # chain, so the buffer dies with the last of them: that releases the memory.
+        weakref.finalize(buf, res.release)
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
 
     def __array__(self, dtype=None):
         a = self.numpy()
