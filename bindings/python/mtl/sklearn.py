@@ -84,14 +84,20 @@ class MultiTaskEstimator(BaseEstimator):
         if self.task_types == "auto":
             types = []
             for j in range(k):
-                t = type_of_target(Y[:, j])
+                col = Y[:, j]
+                if col.dtype == object:  # a mixed-type Y: judge numbers as numbers
+                    try:
+                        col = col.astype(np.float64)
+                    except (TypeError, ValueError):
+                        pass
+                t = type_of_target(col)
                 if t in ("binary", "multiclass"):
                     types.append(_CLASSIFICATION)
                 elif t == "continuous":
                     types.append(_REGRESSION)
                 else:
-                    raise ValueError(f"column {j} of y has target type {t!r}; "
-                                     "set task_types explicitly")
+                    raise ValueError(f"Unknown label type: column {j} of y has target type "
+                                     f"{t!r}; set task_types explicitly")
             return types
         types = [self.task_types] * k if isinstance(self.task_types, str) else list(
             self.task_types)
@@ -141,7 +147,8 @@ class MultiTaskEstimator(BaseEstimator):
                 self.y_mean_.append(None)
                 self.y_scale_.append(None)
                 targets[name] = enc.astype(np.int32)
-                outputs[name] = (kind, len(classes))
+                # cross-entropy needs two outputs; a constant column gets an unused one
+                outputs[name] = (kind, max(2, len(classes)))
             else:
                 col = col.astype(np.float64)
                 mean, std = float(col.mean()), float(col.std())
@@ -179,7 +186,8 @@ class MultiTaskEstimator(BaseEstimator):
         for j, name in enumerate(self.task_names_):
             o = out[name]
             if self.task_types_[j] == _CLASSIFICATION:
-                cols.append(self.classes_[j][o.argmax(axis=1)])
+                k = len(self.classes_[j])
+                cols.append(self.classes_[j][o[:, :k].argmax(axis=1)])
             else:
                 cols.append(o[:, 0].astype(np.float64) * self.y_scale_[j] + self.y_mean_[j])
         if self.single_output_:
@@ -195,8 +203,11 @@ class MultiTaskEstimator(BaseEstimator):
         """Class probabilities: one [n_samples, n_classes] array per classification column
         (a list, or the array itself for a single-output classifier)."""
         out = self._outputs(X, probabilities=True)
-        probs = [out[name] for j, name in enumerate(self.task_names_)
-                 if self.task_types_[j] == _CLASSIFICATION]
+        probs = []
+        for j, name in enumerate(self.task_names_):
+            if self.task_types_[j] == _CLASSIFICATION:
+                p = out[name][:, :len(self.classes_[j])]
+                probs.append(p / p.sum(axis=1, keepdims=True))
         if not probs:
             raise AttributeError("predict_proba: no classification columns")
         return probs[0] if self.single_output_ else probs
