@@ -18,7 +18,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if not any(os.path.isdir(os.path.join(p, "mtl")) for p in sys.path if p):
     sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
-if "MTL_LIBRARY" not in os.environ:
+if os.environ.get("MTL_LIBRARY"):
+    # absolute, so that subprocesses started elsewhere load the same file
+    os.environ["MTL_LIBRARY"] = os.path.abspath(os.environ["MTL_LIBRARY"])
+else:
     default = os.path.join(ROOT, "build", "libmtl", "libmtl.so.1")
     if os.path.exists(default):
         os.environ["MTL_LIBRARY"] = default

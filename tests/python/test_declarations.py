@@ -59,6 +59,8 @@ def ctype_of(decl, is_return=False):
                                "float": ctypes.c_float, "double": ctypes.c_double}[base])
     if stars == 2 and base.startswith("mtl_"):
         return _lib.HANDLE_OUT
+    if stars == 2 and base == "char":
+        return _lib.STR_OUT
     raise AssertionError(f"no mapping for {decl!r}")
 
 

@@ -41,12 +41,13 @@ from .errors import (  # noqa: E402
 from .tensor import Tensor  # noqa: E402
 from .core import Head, Model, Optimizer, Trunk, Weighting  # noqa: E402
 from .multitask import MultiTaskModel  # noqa: E402
+from . import data, metrics  # noqa: E402
 
 __all__ = [
     "__version__", "version", "version_string", "library_version", "library_path",
     "set_num_threads", "get_num_threads", "build_info", "blas_kernels",
     "status_string", "last_error", "last_status", "clear_error",
-    "Tensor", "Model", "Trunk", "Head", "Optimizer", "Weighting", "MultiTaskModel",
+    "data", "metrics", "Tensor", "Model", "Trunk", "Head", "Optimizer", "Weighting", "MultiTaskModel",
     "MtlError", "InvalidArgumentError", "ShapeError", "OutOfMemoryError", "MtlIOError",
     "FormatError", "NumericError", "StateError", "UnsupportedError", "RangeError",
     "NotFoundError", "InternalError",

@@ -39,6 +39,7 @@ INT_P = POINTER(c_int)
 FLOAT_P = POINTER(c_float)
 DOUBLE_P = POINTER(c_double)
 STR = c_char_p
+STR_OUT = POINTER(c_char_p)
 
 #: name -> (restype, argtypes, since). ``since`` is "MAJOR.MINOR" of the library release
 #: the function appeared in; a missing symbol of a newer release than the loaded library is
@@ -119,6 +120,10 @@ DECLARATIONS: dict[str, tuple] = {
         STATUS, [HANDLE, HANDLE, HANDLE, HANDLE, HANDLE_OUT, HANDLE_OUT, FLOAT_P], "1.0"),
     "mtl_model_forward_backward": (
         STATUS, [HANDLE, HANDLE, HANDLE, HANDLE_OUT, HANDLE_OUT, FLOAT_P], "1.0"),
+    "mtl_model_train_step_multi": (
+        STATUS, [HANDLE, HANDLE, HANDLE, HANDLE_OUT, HANDLE_OUT, HANDLE_OUT, FLOAT_P], "1.0"),
+    "mtl_model_forward_backward_multi": (
+        STATUS, [HANDLE, HANDLE, HANDLE_OUT, HANDLE_OUT, HANDLE_OUT, FLOAT_P], "1.0"),
     "mtl_model_compute_losses": (STATUS, [HANDLE, HANDLE, HANDLE_OUT, HANDLE_OUT, FLOAT_P], "1.0"),
     "mtl_model_predict": (STATUS, [HANDLE, HANDLE], "1.0"),
     "mtl_model_output": (STATUS, [HANDLE, c_int, HANDLE, c_int], "1.0"),
@@ -150,7 +155,61 @@ DECLARATIONS: dict[str, tuple] = {
     "mtl_weighting_get_weights": (STATUS, [HANDLE, DOUBLE_P, c_int], "1.0"),
     "mtl_weighting_method": (STR, [HANDLE], "1.0"),
     "mtl_weighting_num_tasks": (c_int, [HANDLE], "1.0"),
-    # ---- checkpoint / io, data, metrics: add their rows here when the headers land ----
+    "mtl_weighting_get_double": (STATUS, [HANDLE, STR, DOUBLE_P], "1.0"),
+    "mtl_weighting_get_int": (STATUS, [HANDLE, STR, I64_P], "1.0"),
+    "mtl_weighting_get_string": (STATUS, [HANDLE, STR, STR_OUT], "1.0"),
+    "mtl_weighting_available": (STR, [c_int], "1.0"),
+    "mtl_weighting_reset": (STATUS, [HANDLE], "1.0"),
+    # ---- data.h ----
+    "mtl_npy_load": (STATUS, [HANDLE_OUT, STR], "1.0"),
+    "mtl_npy_save": (STATUS, [HANDLE, STR], "1.0"),
+    "mtl_csv_options_create": (STATUS, [HANDLE_OUT], "1.0"),
+    "mtl_csv_options_free": (None, [HANDLE], "1.0"),
+    "mtl_csv_options_set_int": (STATUS, [HANDLE, STR, c_int64], "1.0"),
+    "mtl_csv_options_set_string": (STATUS, [HANDLE, STR, STR], "1.0"),
+    "mtl_csv_read": (STATUS, [HANDLE_OUT, STR, HANDLE], "1.0"),
+    "mtl_csv_free": (None, [HANDLE], "1.0"),
+    "mtl_csv_num_rows": (c_int64, [HANDLE], "1.0"),
+    "mtl_csv_num_cols": (c_int, [HANDLE], "1.0"),
+    "mtl_csv_col_name": (STR, [HANDLE, c_int], "1.0"),
+    "mtl_csv_col_index": (STATUS, [INT_P, HANDLE, STR], "1.0"),
+    "mtl_csv_col_is_numeric": (c_int, [HANDLE, c_int], "1.0"),
+    "mtl_csv_field": (STR, [HANDLE, c_int64, c_int], "1.0"),
+    "mtl_csv_numeric": (STATUS, [HANDLE_OUT, HANDLE, INT_P, c_int, c_int], "1.0"),
+    "mtl_encoder_create": (STATUS, [HANDLE_OUT], "1.0"),
+    "mtl_encoder_free": (None, [HANDLE], "1.0"),
+    "mtl_encoder_add_numeric": (STATUS, [HANDLE, HANDLE, STR, c_int], "1.0"),
+    "mtl_encoder_add_onehot": (STATUS, [HANDLE, HANDLE, STR], "1.0"),
+    "mtl_encoder_add_ids": (STATUS, [HANDLE, HANDLE, STR], "1.0"),
+    "mtl_encoder_add_label": (STATUS, [HANDLE, HANDLE, STR], "1.0"),
+    "mtl_encoder_num_features": (c_int, [HANDLE], "1.0"),
+    "mtl_encoder_num_labels": (c_int, [HANDLE], "1.0"),
+    "mtl_encoder_num_id_columns": (c_int, [HANDLE], "1.0"),
+    "mtl_encoder_num_classes": (c_int, [HANDLE, c_int], "1.0"),
+    "mtl_encoder_class_name": (STR, [HANDLE, c_int, c_int], "1.0"),
+    "mtl_encoder_num_ids": (c_int, [HANDLE, c_int], "1.0"),
+    "mtl_encoder_transform": (STATUS, [HANDLE_OUT, HANDLE, HANDLE], "1.0"),
+    "mtl_encoder_transform_label": (STATUS, [HANDLE_OUT, HANDLE, HANDLE, c_int], "1.0"),
+    "mtl_encoder_transform_ids": (STATUS, [HANDLE_OUT, HANDLE, HANDLE, c_int], "1.0"),
+    "mtl_encoder_save": (STATUS, [HANDLE, STR], "1.0"),
+    "mtl_encoder_load": (STATUS, [HANDLE_OUT, STR], "1.0"),
+    # ---- metrics.h ----
+    "mtl_metric_accuracy": (STATUS, [DOUBLE_P, HANDLE, HANDLE], "1.0"),
+    "mtl_metric_precision": (STATUS, [DOUBLE_P, HANDLE, HANDLE, STR], "1.0"),
+    "mtl_metric_recall": (STATUS, [DOUBLE_P, HANDLE, HANDLE, STR], "1.0"),
+    "mtl_metric_f1": (STATUS, [DOUBLE_P, HANDLE, HANDLE, STR], "1.0"),
+    "mtl_metric_per_class": (
+        STATUS, [DOUBLE_P, DOUBLE_P, DOUBLE_P, I64_P, c_int, HANDLE, HANDLE], "1.0"),
+    "mtl_metric_confusion": (STATUS, [I64_P, c_int, HANDLE, HANDLE], "1.0"),
+    "mtl_metric_roc_auc": (STATUS, [DOUBLE_P, HANDLE, HANDLE], "1.0"),
+    "mtl_metric_mse": (STATUS, [DOUBLE_P, HANDLE, HANDLE], "1.0"),
+    "mtl_metric_mae": (STATUS, [DOUBLE_P, HANDLE, HANDLE], "1.0"),
+    "mtl_metric_r2": (STATUS, [DOUBLE_P, HANDLE, HANDLE], "1.0"),
+    "mtl_metric_delta_m": (STATUS, [DOUBLE_P, DOUBLE_P, DOUBLE_P, INT_P, c_int], "1.0"),
+    "mtl_metric_compute": (STATUS, [DOUBLE_P, STR, HANDLE, HANDLE], "1.0"),
+    "mtl_metric_lower_is_better": (c_int, [STR], "1.0"),
+    "mtl_metric_name": (STR, [c_int], "1.0"),
+    # ---- checkpoint / io: add their rows here when the headers land ----
 }
 
 

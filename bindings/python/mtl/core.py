@@ -415,6 +415,44 @@ class Model(HandleBase):
                                          tg, mk, losses.ctypes.data_as(ctypes.POINTER(c_float)))
         return losses
 
+    def _inputs(self, inputs, tmp):
+        """Per-task inputs (dict by task or sequence in head order; None skips a task)."""
+        T = self.num_heads
+        if isinstance(inputs, dict):
+            names = self.task_names
+            unknown = [k for k in inputs if k not in names]
+            if unknown:
+                raise errors.NotFoundError(
+                    f"inputs: unknown task(s) {unknown}; the model's tasks are {names}")
+            inputs = [inputs.get(n) for n in names]
+        items = [None if v is None else _Ptr(self._input(v, tmp)) for v in inputs]
+        return _tensor_array(items, T, "inputs")
+
+    def train_step_multi(self, optimizer: "Optimizer", inputs, targets, masks=None,
+                         weighting: "Weighting | None" = None) -> np.ndarray:
+        """One training step where each task brings its own batch: inputs, targets (and
+        masks) by task; a task with neither input nor target is skipped."""
+        losses = np.empty(self.num_heads, dtype=np.float32)
+        with TempTensors() as tmp:
+            xs = self._inputs(inputs, tmp)
+            tg, mk = self._targets(targets, masks, tmp)
+            C.mtl_model_train_step_multi(self._ptr, optimizer._ptr,
+                                         None if weighting is None else weighting._ptr, xs,
+                                         tg, mk, losses.ctypes.data_as(ctypes.POINTER(c_float)))
+        return losses
+
+    def forward_backward_multi(self, inputs, targets, masks=None,
+                               weighting: "Weighting | None" = None) -> np.ndarray:
+        """Forward and backward with per-task batches (see train_step_multi)."""
+        losses = np.empty(self.num_heads, dtype=np.float32)
+        with TempTensors() as tmp:
+            xs = self._inputs(inputs, tmp)
+            tg, mk = self._targets(targets, masks, tmp)
+            C.mtl_model_forward_backward_multi(
+                self._ptr, None if weighting is None else weighting._ptr, xs, tg, mk,
+                losses.ctypes.data_as(ctypes.POINTER(c_float)))
+        return losses
+
     def compute_losses(self, x, targets, masks=None) -> np.ndarray:
         """Per-task losses in evaluation mode (no state change)."""
         losses = np.empty(self.num_heads, dtype=np.float32)
@@ -608,6 +646,49 @@ class Weighting(HandleBase):
             if k is None:
                 return out
             out.append(_s(k))
+            i += 1
+
+    def get_double(self, key: str) -> float:
+        v = c_double()
+        C.mtl_weighting_get_double(self._ptr, _b(key), byref(v))
+        return v.value
+
+    def get_int(self, key: str) -> int:
+        v = c_int64()
+        C.mtl_weighting_get_int(self._ptr, _b(key), byref(v))
+        return v.value
+
+    def get_string(self, key: str) -> str:
+        v = ctypes.c_char_p()
+        C.mtl_weighting_get_string(self._ptr, _b(key), byref(v))
+        return _s(v.value)
+
+    def get(self, key: str):
+        """The current value of a key: int, float or str after the key's type."""
+        for getter in (self.get_int, self.get_double):
+            try:
+                return getter(key)
+            except errors.InvalidArgumentError:
+                pass
+        return self.get_string(key)
+
+    def options(self) -> dict:
+        """Every key with its current value."""
+        return {k: self.get(k) for k in self.keys()}
+
+    def reset(self) -> None:
+        """Forget learned weights and history (keys keep their values)."""
+        C.mtl_weighting_reset(self._ptr)
+
+    @staticmethod
+    def available() -> list:
+        """The method names this library provides."""
+        out, i = [], 0
+        while True:
+            n = C.mtl_weighting_available(i)
+            if n is None:
+                return out
+            out.append(_s(n))
             i += 1
 
     @property
