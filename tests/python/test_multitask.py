@@ -206,6 +206,7 @@ def test_save_load_npz_and_pickle(rng, tmp_path):
 
 
 def test_from_yaml_config(tmp_path, rng):
+    pytest.importorskip("yaml")
     cfg = tmp_path / "model.yaml"
     cfg.write_text("""
 input_shape: [10]
@@ -247,3 +248,47 @@ def test_bce_head_accuracy(rng):
         res = m.evaluate(X, Y)
         assert res["tags"]["accuracy"] > 0.9
         assert m.predict_classes(X)["tags"].shape == (64, 2)
+
+
+def test_evaluate_with_library_metrics(rng):
+    skm = pytest.importorskip("sklearn.metrics")
+    X, Y = data(rng, n=120)
+    with build() as m:
+        m.compile("adam", lr=1e-2)
+        m.fit(X, Y, epochs=3)
+        res = m.evaluate(X, Y, metrics=["f1_macro", "accuracy", "r2", "rmse"])
+        out = m.predict(X)
+        pred = out["digit"].argmax(1)
+        assert res["digit"]["f1_macro"] == pytest.approx(
+            skm.f1_score(Y["digit"], pred, average="macro"))
+        assert res["digit"]["accuracy"] == pytest.approx(skm.accuracy_score(Y["digit"], pred))
+        assert "r2" not in res["digit"] and "f1_macro" not in res["value"]
+        assert res["value"]["r2"] == pytest.approx(skm.r2_score(Y["value"], out["value"]),
+                                                   rel=1e-4)
+        assert res["value"]["rmse"] == pytest.approx(np.sqrt(res["value"]["mse"]), rel=1e-4)
+        mask = (np.arange(120) < 60).astype(np.float32)
+        res = m.evaluate(X, Y, masks={"digit": mask, "value": mask},
+                         metrics={"digit": ["f1_weighted"], "value": ["mae"]})
+        assert res["digit"]["f1_weighted"] == pytest.approx(
+            skm.f1_score(Y["digit"][:60], pred[:60], average="weighted"))
+        assert res["value"]["mae"] == pytest.approx(res["value"]["mae"])
+        with pytest.raises(mtl.InvalidArgumentError, match="classification metric"):
+            m.evaluate(X, Y, metrics={"value": ["f1_macro"]})
+
+
+def test_bce_metrics(rng):
+    skm = pytest.importorskip("sklearn.metrics")
+    X = rng.normal(size=(80, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.float32).reshape(-1, 1)
+    with mtl.MultiTaskModel((4,), [("linear", {"out": 8}), "relu"],
+                            {"b": {"layers": [("linear", {"out": 1})], "loss": "bce"},
+                             "m": {"layers": [("linear", {"out": 2})], "loss": "bce"}},
+                            max_batch=80) as m:
+        m.compile("adam", lr=0.05)
+        m.fit(X, {"b": y}, epochs=20, batch_size=80)
+        res = m.evaluate(X, {"b": y}, metrics=["roc_auc", "f1"])
+        logits = m.predict(X)["b"][:, 0]
+        assert res["b"]["roc_auc"] == pytest.approx(skm.roc_auc_score(y[:, 0], logits))
+        assert res["b"]["f1"] == pytest.approx(skm.f1_score(y[:, 0], logits > 0))
+        with pytest.raises(mtl.UnsupportedError, match="multi-label"):
+            m.evaluate(X, {"m": np.hstack([y, y])}, metrics=["f1"])

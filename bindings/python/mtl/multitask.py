@@ -355,7 +355,7 @@ class MultiTaskModel:
         return dict(zip(self.tasks, (float(v) for v in losses)))
 
     def fit(self, X, Y, epochs=1, batch_size=32, shuffle=True, seed=None, masks=None,
-            validation_data=None, callback=None, verbose=False) -> dict:
+            validation_data=None, callback=None, verbose=False, log_path=None) -> dict:
         """Train for a number of epochs on numpy arrays.
 
         Y: {task: targets} (class ids for cross_entropy heads, -1/NaN = missing; float
@@ -366,7 +366,9 @@ class MultiTaskModel:
 
         Returns the history: {"loss": [...], "<task>_loss": [...], "<task>_weight": [...],
         "lr": [...], and "val_..." entries}, one value per epoch (also kept in
-        ``self.history``)."""
+        ``self.history``). log_path: append each epoch's logs to this file as one JSON object
+        per line ({"epoch": 1, "loss": ..., ...}), the metrics log that
+        ``python3 -m mtl.plot`` draws."""
         self._need_optimizer()
         X = self._x(X)
         n = len(X)
@@ -382,6 +384,7 @@ class MultiTaskModel:
         for t in self.tasks:
             history[f"{t}_loss"] = []
             history[f"{t}_weight"] = []
+        log = open(log_path, "a", encoding="utf-8") if log_path is not None else None
         batcher = self._Batcher(X, ys, ms, self.tasks, bs)
         opt, w = self.optimizer, self.weighting
         T = len(self.tasks)
@@ -424,6 +427,10 @@ class MultiTaskModel:
                     logs["val_loss"] = vl
                 for k, v in logs.items():
                     history.setdefault(k, []).append(v)
+                if log is not None:
+                    log.write(json.dumps({"epoch": epoch + 1, **{
+                        k: (None if v != v else float(v)) for k, v in logs.items()}}) + "\n")
+                    log.flush()
                 if verbose:
                     print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
                         f"{k}={v:.4g}" for k, v in logs.items()))
@@ -431,6 +438,8 @@ class MultiTaskModel:
                     break
         finally:
             batcher.close()
+            if log is not None:
+                log.close()
         self.history = history
         return history
 
@@ -463,10 +472,15 @@ class MultiTaskModel:
                 res[t] = o
         return res
 
-    def evaluate(self, X, Y, masks=None, batch_size=None) -> dict:
+    def evaluate(self, X, Y, masks=None, batch_size=None, metrics=None) -> dict:
         """Per-task metrics on the given data: {task: {"loss": mean loss, and "accuracy"
         (cross_entropy, bce) or "mse" and "mae" (regression losses)}}. Tasks left out of Y
-        are left out of the result. Means are over valid (non-missing, unmasked) entries."""
+        are left out of the result. Means are over valid (non-missing, unmasked) entries.
+
+        metrics: more metrics computed by the library (names of :func:`mtl.metrics.names`,
+        e.g. "f1_macro", "roc_auc", "r2"): a list applied to every task it fits
+        (classification names to classification heads, regression names to the others), or
+        {task: [names]}."""
         X = self._x(X)
         n = len(X)
         ys = self._ys(Y, n)
@@ -509,8 +523,48 @@ class MultiTaskModel:
                     diff = (o.astype(np.float64) - yy)[valid]
                     d["mse"] = float(np.mean(diff ** 2)) if diff.size else float("nan")
                     d["mae"] = float(np.mean(np.abs(diff))) if diff.size else float("nan")
+            for name in self._metric_names(metrics, t):
+                d[name] = self._library_metric(name, t, o, y, m)
             result[t] = d
         return result
+
+    _REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
+
+    def _metric_names(self, metrics, task):
+        if metrics is None:
+            return []
+        if isinstance(metrics, dict):
+            return list(metrics.get(task, []))
+        classification = self.losses[task] in _INDEX_LOSSES or self.losses[task] == "bce"
+        return [n for n in metrics if (n in self._REGRESSION_METRICS) != classification]
+
+    def _library_metric(self, name, task, out, y, mask):
+        from . import metrics as M
+
+        loss = self.losses[task]
+        regression = name in self._REGRESSION_METRICS
+        if loss in _INDEX_LOSSES and not regression:
+            labels = y if mask is None else np.where(mask != 0, y, -1)
+            return M.compute(name, out, labels)
+        if loss == "bce" and not regression:
+            if out.shape[1] != 1:
+                raise errors.UnsupportedError(
+                    f"metric {name!r} on the multi-label head {task!r} ({out.shape[1]} "
+                    "outputs): use it per column")
+            yy = y.reshape(len(y), -1)[:, 0]
+            labels = np.where(np.isnan(yy), -1, yy > 0.5).astype(np.int32)
+            if mask is not None:
+                labels[mask == 0] = -1
+            if name == "roc_auc":
+                return M.compute(name, out[:, 0], labels)
+            return M.compute(name, (out[:, 0] > 0).astype(np.int32), labels)
+        if not regression:
+            raise errors.InvalidArgumentError(
+                f"metric {name!r} is a classification metric; head {task!r} has loss {loss!r}")
+        target = y.reshape(len(y), -1).astype(np.float32)
+        if mask is not None:
+            target = np.where((mask != 0)[:, None], target, np.nan).astype(np.float32)
+        return M.compute(name, out, target)
 
     # ---- parameters ----
     def param_names(self) -> list:
