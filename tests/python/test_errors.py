@@ -112,3 +112,28 @@ def test_exceptions_from_bad_input_with_messages(model):
     with pytest.raises(mtl.InvalidArgumentError, match="targets: 1 entries, expected 2"):
         model.compute_losses(x, [y["cls"]])
     assert isinstance(mtl.ShapeError("m"), ValueError)
+
+
+def test_error_messages_are_per_thread():
+    # mtl_last_error is thread-local and ctypes releases the GIL during calls: concurrent
+    # failures in several threads each report their own message.
+    import threading
+
+    failures = []
+
+    def worker(k):
+        for _ in range(300):
+            try:
+                mtl.Tensor((2, -k))
+            except mtl.InvalidArgumentError as e:
+                if f"shape[1] is -{k}," not in str(e):
+                    failures.append(str(e))
+            else:
+                failures.append("no error")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []

@@ -203,3 +203,17 @@ def test_data_const_and_nbytes_int32():
         assert _lib.C.mtl_tensor_data_const(t._ptr) == a.ctypes.data
         assert t.nbytes == 40
         assert _lib.C.mtl_tensor_is_owned(t._ptr) == 0
+
+
+def test_pickle_tensor_and_refuse_model():
+    import pickle
+    a = np.arange(6, dtype=np.int32).reshape(2, 3)
+    with mtl.Tensor.from_numpy(a) as t:
+        u = pickle.loads(pickle.dumps(t))
+    assert u.owns_data and u.shape == (2, 3) and u.dtype == np.int32
+    assert np.array_equal(u.numpy(), a)
+    u.close()
+    m = mtl.Model(3)
+    with pytest.raises(TypeError, match="model handle cannot be pickled"):
+        pickle.dumps(m)
+    m.close()

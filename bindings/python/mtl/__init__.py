@@ -44,7 +44,7 @@ from .multitask import MultiTaskModel  # noqa: E402
 from . import data, metrics  # noqa: E402
 
 __all__ = [
-    "__version__", "version", "version_string", "library_version", "library_path",
+    "__version__", "EXPECTED_MAJOR", "version", "version_string", "library_version", "library_path",
     "set_num_threads", "get_num_threads", "build_info", "blas_kernels",
     "status_string", "last_error", "last_status", "clear_error",
     "data", "metrics", "Tensor", "Model", "Trunk", "Head", "Optimizer", "Weighting", "MultiTaskModel",

@@ -110,3 +110,7 @@ class HandleBase:
     def __exit__(self, *exc):
         self.close()
         return False
+
+    def __reduce__(self):
+        raise TypeError(f"a {self._kind} handle cannot be pickled (MultiTaskModel and "
+                        "Tensor can; for a Model use state_dict())")

@@ -19,7 +19,7 @@ import numpy as np
 from . import errors
 from ._handle import HandleBase, Resource
 from ._lib import C
-from .tensor import FLOAT32, MAX_DIMS, Tensor, TempTensors, dtype_code
+from .tensor import MAX_DIMS, Tensor, TempTensors, dtype_code
 
 __all__ = ["Model", "Trunk", "Head", "Optimizer", "Weighting", "OUTPUT_RAW",
            "OUTPUT_PROBABILITIES"]

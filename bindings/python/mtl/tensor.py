@@ -227,6 +227,10 @@ class Tensor(HandleBase):
         weakref.finalize(buf, res.release)
         return np.frombuffer(buf, dtype=dtype).reshape(shape)
 
+    def __reduce__(self):
+        # pickled as its values; unpickling makes an owned copy
+        return (_tensor_from_values, (np.array(self.numpy()),))
+
     def __array__(self, dtype=None):
         a = self.numpy()
         return a if dtype is None else a.astype(dtype)
@@ -239,6 +243,12 @@ class Tensor(HandleBase):
             return "<mtl.Tensor (closed)>"
         return f"<mtl.Tensor shape={self.shape} dtype={self.dtype}" + \
             ("" if self.owns_data else " wrapped") + ">"
+
+
+def _tensor_from_values(arr):
+    t = Tensor(arr.shape, arr.dtype)
+    t.copy_from(arr)
+    return t
 
 
 class TempTensors:
