@@ -8,10 +8,11 @@
  *   db_mtl     DB-MTL, dual balancing (Lin et al., 2023)
  *   excessmtl  ExcessMTL (He et al., ICML 2024)
  *
- * The weight returned for task t is what its head's gradient is multiplied by: the
- * coefficient of g_t in the update the method would make from this step's gradients alone
- * (without its moving averages). GradDrop and GradVac return 1 (their shared update is a
- * masked or corrected sum). None of these works in representation mode. */
+ * The weight returned for task t is what its head's gradient is multiplied by: 1 for
+ * GradDrop and GradVac (their shared update is a masked or corrected sum; heads are not in
+ * conflict), MoCo's lambda_t, DB-MTL's 1/(L_t + 1e-8) (the heads follow the log-loss
+ * gradients, as in LibMTL; the magnitude balance concerns the shared parameters only) and
+ * ExcessMTL's weights. None of these works in representation mode. */
 #include <math.h>
 #include <string.h>
 
@@ -247,7 +248,7 @@ const mtli_wmethod mtli_w_gradvac = {
  * gamma_k = gamma / k^gamma_sigma (the paper projects onto the simplex; LibMTL and we use a
  * softmax); shared update Y' lambda. Defaults (LibMTL): beta 0.5, beta_sigma 0.5, gamma 0.1,
  * gamma_sigma 0.5, rho 0. Only active tasks take part in a step (their y and lambda); the
- * weight of task t is lambda_t L_t / (||g_t|| + 1e-8). */
+ * weight of task t (its head's factor) is lambda_t. */
 
 static const mtli_wkey moco_keys[] = {
     MTLI_KD("beta", 0.5, 0.0, 1.0, false),
@@ -319,7 +320,7 @@ static mtl_status moco_apply(mtl_weighting *w, mtli_wctx *c)
     }
     c->wrote_shared = true;
     for (int a = 0; a < k; a++)
-        c->w[a] = lam[c->idx[a]] * scale[a];
+        c->w[a] = lam[c->idx[a]];
     return MTL_OK;
 }
 
@@ -334,7 +335,7 @@ const mtli_wmethod mtli_w_moco = {
  * Gradient-magnitude balance: buffers b_t <- h_t + beta_k (b_t - h_t), beta_k =
  * beta / k^beta_sigma (defaults 0.9 and 0.5, LibMTL's), and the update
  * sum_t (max_s ||b_s|| / (||b_t|| + 1e-8)) b_t. Weight of task t (its head's factor):
- * a_t / (L_t + 1e-8) with a_t = max_s ||b_s|| / (||b_t|| + 1e-8). */
+ * 1 / (L_t + 1e-8), the gradient of log(L_t + 1e-8). */
 
 static const mtli_wkey dbmtl_keys[] = {
     MTLI_KD("beta", 0.9, 0.0, 1.0, false),
@@ -381,7 +382,7 @@ static mtl_status dbmtl_apply(mtl_weighting *w, mtli_wctx *c)
     }
     c->wrote_shared = true;
     for (int a = 0; a < k; a++)
-        c->w[a] = nrm[a] / (c->L[a] + 1e-8);
+        c->w[a] = 1.0 / (c->L[a] + 1e-8);
     return MTL_OK;
 }
 
