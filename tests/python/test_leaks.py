@@ -25,7 +25,9 @@ def rss_bytes():
 def creations(calls, kind):
     names = {"tensor": ("mtl_tensor_create", "mtl_tensor_wrap", "mtl_tensor_clone"),
              "model": ("mtl_model_create",), "optimizer": ("mtl_optimizer_create",),
-             "weighting": ("mtl_weighting_create",)}[kind]
+             "weighting": ("mtl_weighting_create",),
+             "loader": ("mtl_loader_create",), "trainer": ("mtl_trainer_create",),
+             "eval_result": ("mtl_evaluate",)}[kind]
     return sum(calls[n] for n in names), calls[f"mtl_{kind}_free"]
 
 
@@ -111,6 +113,39 @@ def test_multitask_model_loop(calls):
         mm.predict(X)
         mm.close()
     check_flat(calls, ["model", "optimizer", "weighting", "tensor"], one, rounds=2000)
+
+
+def test_dataset_loader_trainer_loop(calls):
+    # loaders, trainers and evaluation results: flat RSS, one free per creation; datasets
+    # (one split call makes several views) are counted separately below
+    X = np.zeros((16, 6), np.float32)
+    y = np.zeros(16, np.int64)                       # converted and adopted
+    s = np.zeros((16, 2), np.float32)                # borrowed
+    m = make_model(max_batch=8)
+    opt = mtl.Optimizer(m, "sgd", lr=0.01)
+
+    def one(i):
+        ds = mtl.Dataset(X, {"cls": y, "reg": s}, tasks=m)
+        tr_ds, va, _ = ds.split(val=0.25, seed=i)
+        ld = mtl.Loader(tr_ds, 8, seed=i)
+        ld.next()
+        ld.batch()
+        tr = mtl.Trainer(m, opt, train=tr_ds, val=va, epochs=1, batch_size=8)
+        tr.run(lambda *a: None)
+        mtl.evaluate(m, va)
+        for h in (tr, ld, va, tr_ds, ds):
+            h.close()
+    check_flat(calls, ["loader", "trainer", "eval_result"], one, rounds=2000)
+    # datasets: every create/adopt/view is freed
+    c0 = sum(calls[n] for n in ("mtl_dataset_create", "mtl_dataset_adopt"))
+    f0 = calls["mtl_dataset_free"]
+    for i in range(100):
+        one(i)
+    gc.collect()
+    created = sum(calls[n] for n in ("mtl_dataset_create", "mtl_dataset_adopt")) - c0
+    assert created == 100 and calls["mtl_dataset_free"] - f0 == 300   # + 2 views each
+    opt.close()
+    m.close()
 
 
 def test_handles_dropped_without_close_are_collected(calls):

@@ -355,7 +355,8 @@ class MultiTaskModel:
         return dict(zip(self.tasks, (float(v) for v in losses)))
 
     def fit(self, X, Y, epochs=1, batch_size=32, shuffle=True, seed=None, masks=None,
-            validation_data=None, callback=None, verbose=False, log_path=None) -> dict:
+            validation_data=None, callback=None, verbose=False, log_path=None,
+            engine="python") -> dict:
         """Train for a number of epochs on numpy arrays.
 
         Y: {task: targets} (class ids for cross_entropy heads, -1/NaN = missing; float
@@ -368,7 +369,18 @@ class MultiTaskModel:
         "lr": [...], and "val_..." entries}, one value per epoch (also kept in
         ``self.history``). log_path: append each epoch's logs to this file as one JSON object
         per line ({"epoch": 1, "loss": ..., ...}), the metrics log that
-        ``python3 -m mtl.plot`` draws."""
+        ``python3 -m mtl.plot`` draws.
+
+        engine: "python" (this loop over numpy batches) or "c" (the library's trainer,
+        :class:`mtl.Trainer`, over zero-copy :class:`mtl.Dataset` s: batches are gathered
+        and the loop runs in C; the shuffling order differs from the Python engine's). Both
+        return the same history keys; with "c", ``<task>_loss`` is the mean of the epoch's
+        step losses and the validation entries are the library's default metrics
+        (``val_<task>_loss``, ``val_<task>_accuracy``, ``val_<task>_f1_macro``, ...,
+        ``val_loss`` their tasks' sum as with "python")."""
+        if engine not in ("python", "c"):
+            raise errors.InvalidArgumentError(f"fit: engine is {engine!r}, expected 'python' "
+                                              "or 'c'")
         self._need_optimizer()
         X = self._x(X)
         n = len(X)
@@ -379,11 +391,14 @@ class MultiTaskModel:
             raise errors.InvalidArgumentError("fit: no targets for any task")
         ms = self._masks(masks, ys, n)
         bs = min(self._batch_size(batch_size), n)
-        rng = np.random.default_rng(self.config["seed"] if seed is None else seed)
         history = {"loss": [], "lr": []}
         for t in self.tasks:
             history[f"{t}_loss"] = []
             history[f"{t}_weight"] = []
+        if engine == "c":
+            return self._fit_c(X, ys, ms, int(epochs), bs, shuffle, seed, validation_data,
+                               callback, verbose, log_path, history)
+        rng = np.random.default_rng(self.config["seed"] if seed is None else seed)
         log = open(log_path, "a", encoding="utf-8") if log_path is not None else None
         batcher = self._Batcher(X, ys, ms, self.tasks, bs)
         opt, w = self.optimizer, self.weighting
@@ -425,19 +440,92 @@ class MultiTaskModel:
                             logs[f"val_{t}_{k}"] = v
                         vl += d["loss"]
                     logs["val_loss"] = vl
-                for k, v in logs.items():
-                    history.setdefault(k, []).append(v)
-                if log is not None:
-                    log.write(json.dumps({"epoch": epoch + 1, **{
-                        k: (None if v != v else float(v)) for k, v in logs.items()}}) + "\n")
-                    log.flush()
-                if verbose:
-                    print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
-                        f"{k}={v:.4g}" for k, v in logs.items()))
-                if callback is not None and callback(epoch, dict(logs)) is False:
+                if self._end_epoch(epoch, epochs, logs, history, log, verbose, callback):
                     break
         finally:
             batcher.close()
+            if log is not None:
+                log.close()
+        self.history = history
+        return history
+
+    @staticmethod
+    def _end_epoch(epoch, epochs, logs, history, log, verbose, callback) -> bool:
+        """Record one epoch's logs; True when the callback asks to stop."""
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+        if log is not None:
+            log.write(json.dumps({"epoch": epoch + 1, **{
+                k: (None if v != v else float(v)) for k, v in logs.items()}}) + "\n")
+            log.flush()
+        if verbose:
+            print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
+                f"{k}={v:.4g}" for k, v in logs.items()))
+        return callback is not None and callback(epoch, dict(logs)) is False
+
+    def _fit_c(self, X, ys, ms, epochs, bs, shuffle, seed, validation_data, callback,
+               verbose, log_path, history) -> dict:
+        from .dataset import Dataset
+        from .train import Trainer
+
+        T = len(self.tasks)
+        opt, w = self.optimizer, self.weighting
+        order = list(self.tasks)
+        train = Dataset(X, [ys.get(t) for t in order], [ms.get(t) for t in order],
+                        tasks=order)
+        val = None
+        handles = [train]
+        log = None
+        try:
+            if validation_data is not None:
+                vx = self._x(validation_data[0])
+                vys = self._ys(validation_data[1], len(vx), "validation targets")
+                vm = validation_data[2] if len(validation_data) > 2 else None
+                vms = self._masks(vm, vys, len(vx))
+                val = Dataset(vx, [vys.get(t) for t in order], [vms.get(t) for t in order],
+                              tasks=order)
+                handles.append(val)
+            tr = Trainer(self.model, opt, w, train=train, val=val, epochs=epochs,
+                         batch_size=bs, shuffle=bool(shuffle), eval_every=1,
+                         seed=int(self.config["seed"] if seed is None else seed))
+            handles.append(tr)
+            log = open(log_path, "a", encoding="utf-8") if log_path is not None else None
+            acc = {"total": 0.0, "steps": 0, "wsum": np.zeros(T), "epoch": None}
+
+            def progress(event, epoch, step, values):
+                if event == "step":
+                    losses = np.array([values[f"{t}.loss"] for t in order])
+                    weights = w.weights if w is not None else np.ones(T)
+                    active = ~np.isnan(losses)
+                    acc["total"] += float(np.dot(weights[active], losses[active]))
+                    acc["wsum"] += weights
+                    acc["steps"] += 1
+                elif event == "epoch":
+                    steps = max(acc["steps"], 1)
+                    logs = {"loss": acc["total"] / steps, "lr": opt.lr}
+                    for i, t in enumerate(order):
+                        logs[f"{t}_loss"] = values[f"{t}.loss"]
+                        logs[f"{t}_weight"] = acc["wsum"][i] / steps
+                    acc.update(total=0.0, steps=0, wsum=np.zeros(T), epoch=(epoch, logs))
+                elif event == "eval" and acc["epoch"] is not None:
+                    (ep, logs), acc["epoch"] = acc["epoch"], None
+                    if val is not None:
+                        vl = 0.0
+                        for t in order:
+                            head = f"val.{t}."
+                            for name, v in values.items():
+                                if name.startswith(head):
+                                    logs[f"val_{t}_{name[len(head):]}"] = v
+                            vl += values.get(head + "loss", 0.0)
+                        logs["val_loss"] = vl
+                    return self._end_epoch(ep - 1, epochs, logs, history, log, verbose,
+                                           callback)
+                return False
+
+            tr.run(progress)
+        finally:
+            for h in reversed(handles):
+                h.close()
             if log is not None:
                 log.close()
         self.history = history
