@@ -9,5 +9,6 @@
 #include "mtl/model.h"
 #include "mtl/optim.h"
 #include "mtl/weighting.h"
+#include "mtl/io.h"
 
 #endif
