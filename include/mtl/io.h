@@ -1,4 +1,4 @@
-/* libmtl — files: checkpoints (the whole training state).
+/* libmtl — files: checkpoints (the whole training state) and safetensors (weights only).
  *
  * A checkpoint holds the model's architecture (input, every trunk and head layer with all its
  * options, losses with their options and class weights, L2 settings, max_batch, seed), its
@@ -14,7 +14,10 @@
  * truncated, corrupted, wrong-version or mismatched file is an error (MTL_ERR_FORMAT,
  * MTL_ERR_UNSUPPORTED for newer versions or unknown kinds, MTL_ERR_IO for the file system,
  * MTL_ERR_SHAPE for an architecture mismatch) and changes nothing.
- * Since 1.0. */
+ *
+ * safetensors files carry the model's named tensors (trainable parameters and state, float32,
+ * with the parameter names of mtl_model_param_name) and can be read and written by PyTorch
+ * users (safetensors.torch.load_file / save_file). Since 1.0. */
 #ifndef MTL_IO_H
 #define MTL_IO_H
 
@@ -66,6 +69,19 @@ MTL_API mtl_status mtl_checkpoint_load_into(const char *path, mtl_model *model,
  * Since 1.0. */
 MTL_API mtl_status mtl_checkpoint_describe(const char *path, char *buf, size_t cap,
                                            size_t *needed);
+
+/* Write the model's named tensors (trainable then state, all float32, shapes as
+ * mtl_model_param_shape) to a safetensors file, atomically, with "__metadata__" holding
+ * {"format": "pt", "producer": "libmtl <version>"}. Since 1.0. */
+MTL_API mtl_status mtl_model_save_safetensors(const mtl_model *model, const char *path);
+
+/* Read a safetensors file into a built model: every named tensor of the model must be
+ * present as F32 with exactly its shape, and the file must hold no other tensors. The header
+ * is parsed strictly (JSON, offsets inside the file, contiguous, no overlap, non-finite
+ * values rejected). On any error (MTL_ERR_FORMAT for a malformed file, MTL_ERR_SHAPE or
+ * MTL_ERR_NOT_FOUND for a tensor that does not fit the model) the model is unchanged.
+ * Since 1.0. */
+MTL_API mtl_status mtl_model_load_safetensors(mtl_model *model, const char *path);
 
 MTL_END_DECLS
 
