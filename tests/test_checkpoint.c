@@ -18,6 +18,7 @@
 #include "io/iofile.h"
 #include "model/model_internal.h"
 #include "optim/optim.h"
+#include "weighting/weighting_internal.h"
 #include "test_main.h"
 #include "test_oom.h"
 
@@ -370,6 +371,74 @@ START_TEST(resume_is_bit_identical_other_optimizers)
     check_resume("adamw", cfg_adamw);
     check_resume("rmsprop", cfg_rmsprop);
     check_resume("adagrad", cfg_adagrad);
+}
+END_TEST
+
+/* Learned task weightings: their keys and state (learned values with their Adam moments,
+ * loss history, random stream, step count) come back exactly. */
+static void check_weighting_resume(const char *method, const char *key, double value)
+{
+    mtl_weighting *wv[3];
+    mtl_model *mv[3];
+    mtl_optimizer *ov[3];
+    for (int k = 0; k < 2; k++) {
+        mv[k] = make_model(21, 0.3);
+        ck_assert_ok(mtl_optimizer_create(&ov[k], mv[k], "adam"));
+        ck_assert_ok(mtl_weighting_create(&wv[k], method, 2));
+        if (key)
+            ck_assert_ok(mtl_weighting_set_double(wv[k], key, value));
+    }
+    train(mv[0], ov[0], wv[0], 0, TOTAL);
+    train(mv[1], ov[1], wv[1], 0, SPLIT);
+    const char *path = in_dir("w.ckpt");
+    ck_assert_ok(mtl_checkpoint_save(path, mv[1], ov[1], wv[1]));
+    mtl_model *m2 = NULL;
+    mtl_optimizer *o2 = NULL;
+    mtl_weighting *w2 = NULL;
+    ck_assert_ok(mtl_checkpoint_load(path, &m2, &o2, &w2));
+    ck_assert_str_eq(mtl_weighting_method(w2), method);
+    if (key) {
+        double v;
+        ck_assert_ok(mtl_weighting_get_double(w2, key, &v));
+        ck_assert(v == value);
+    }
+    /* load_into a weighting of the same method with default keys, after some steps */
+    mv[2] = make_model(22, 0.3);
+    ck_assert_ok(mtl_optimizer_create(&ov[2], mv[2], "adam"));
+    ck_assert_ok(mtl_weighting_create(&wv[2], method, 2));
+    train(mv[2], ov[2], wv[2], 0, 1);
+    ck_assert_ok(mtl_checkpoint_load_into(path, mv[2], ov[2], wv[2]));
+    train(m2, o2, w2, SPLIT, TOTAL);
+    train(mv[2], ov[2], wv[2], SPLIT, TOTAL);
+    mtl_weighting *ws[2] = {w2, wv[2]};
+    mtl_model *ms[2] = {m2, mv[2]};
+    mtl_optimizer *os[2] = {o2, ov[2]};
+    for (int k = 0; k < 2; k++) {
+        assert_same_state(mv[0], ov[0], ms[k], os[k]);
+        size_t n = mtli_weighting_state_size(wv[0]);
+        ck_assert_uint_gt(n, 3);
+        ck_assert_uint_eq(mtli_weighting_state_size(ws[k]), n);
+        ck_assert_msg(memcmp(mtli_weighting_state(wv[0]), mtli_weighting_state(ws[k]),
+                             n * sizeof(double)) == 0,
+                      "%s: weighting state differs after resuming", method);
+    }
+    mtl_weighting_free(w2);
+    mtl_optimizer_free(o2);
+    mtl_model_free(m2);
+    for (int k = 0; k < 3; k++) {
+        mtl_weighting_free(wv[k]);
+        mtl_optimizer_free(ov[k]);
+        mtl_model_free(mv[k]);
+    }
+}
+
+START_TEST(resume_restores_learned_weightings)
+{
+    check_weighting_resume("uw", "lr", 0.01);
+    check_weighting_resume("dwa", "temperature", 3.0);
+    check_weighting_resume("rlw", "seed", 12345);
+    check_weighting_resume("famo", "gamma", 0.01);
+    check_weighting_resume("stch", "warmup_steps", 2);
 }
 END_TEST
 
@@ -1163,7 +1232,7 @@ START_TEST(describe_summarises_the_file)
                             "cls: 1 layers, loss cross_entropy label_smoothing=0.1",
                             "(3 class weights)", "reg: 4 layers, loss huber delta=0.7",
                             "optimizer: adam, step 5", "schedule=\"cosine\"", "amsgrad=1",
-                            "lr scale of trunk: 0.5", "weighting: fixed, 2 tasks, weights 1 0.5",
+                            "lr scale of trunk: 0.5", "weighting: fixed, 2 tasks, weights 1 0.5, 3 state values",
                             "l2: trunk 0.001"};
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
         ck_assert_msg(strstr(buf, expect[i]) != NULL, "summary lacks '%s':\n%s", expect[i], buf);
@@ -1230,6 +1299,10 @@ static mtl_status load_into_unchanged(void *p)
         ck_assert(mom == 0.0);
         ck_assert_str_eq(mtli_optimizer_get_string(c->o, "milestones"), "");
         ck_assert_int_eq(mtli_optimizer_num_buffers(c->o), 0);
+        double wt[2];
+        ck_assert_ok(mtl_weighting_get_weights(c->w, wt, 2));
+        ck_assert(wt[0] == 1.0 && wt[1] == 1.0);
+        ck_assert(c->w->fixed[1] == 1.0);
     }
     return st;
 }
@@ -1271,12 +1344,15 @@ START_TEST(allocation_failures_fail_cleanly)
 
     /* load_into: a target whose optimizer must allocate its momentum buffer and parse its
      * milestones during the commit */
-    into_ctx ic = {path, make_model(15, 0.3), NULL, make_weighting(), {0}};
+    mtl_weighting *fresh = NULL;
+    ck_assert_ok(mtl_weighting_create(&fresh, "fixed", 2));
+    into_ctx ic = {path, make_model(15, 0.3), NULL, fresh, {0}};
     ck_assert_ok(mtl_optimizer_create(&ic.o, ic.m, "sgd"));
     snapshot(ic.m, ic.before);
     ck_assert_int_gt(mtl_test_oom_sweep(load_into_unchanged, &ic), 3);
     ck_assert(memcmp(ic.m->params, m->params, m->nparams * 4) == 0);
     ck_assert_int_eq(mtli_optimizer_num_buffers(ic.o), 1);
+    ck_assert(ic.w->fixed[1] == 0.5);
 
     /* save: the previous file survives every failure */
     save_ctx sc = {path, ic.m, ic.o, ic.w, NULL, 0};
@@ -1302,6 +1378,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, resume_is_bit_identical_adam_dropout_batch_norm);
     tcase_add_test(tc, resume_is_bit_identical_sgd_momentum_schedule);
     tcase_add_test(tc, resume_is_bit_identical_other_optimizers);
+    tcase_add_test(tc, resume_restores_learned_weightings);
     tcase_add_test(tc, model_only_checkpoint_predicts_identically);
     tcase_add_test(tc, architecture_round_trips_every_option);
     tcase_add_test(tc, crc32_matches_the_standard_check_value);
