@@ -980,6 +980,11 @@ START_TEST(crafted_values_with_valid_checksums_are_refused)
     memcpy(&u, &q, 8);
     mtli_put_u64(qb, u);
     expect_crafted(b, n, "MODL", pb, qb, 8, MTL_ERR_FORMAT, "option 'p' is 3");
+    /* a layer wider than the stored weights: refused before anything is allocated for it */
+    const unsigned char out12[12] = {1, 3, 0, 0, 0, 'o', 'u', 't', 12, 0, 0, 0};
+    const unsigned char out99[12] = {1, 3, 0, 0, 0, 'o', 'u', 't', 0x99, 0x99, 0x99, 0};
+    expect_crafted(b, n, "MODL", out12, out99, 12, MTL_ERR_FORMAT,
+                   "the stored architecture has");
     /* an unknown optimizer kind and an unusable key */
     expect_crafted(b, n, "OPTM", "sgd", "sgx", 3, MTL_ERR_UNSUPPORTED, "'sgx'");
     expect_crafted(b, n, "OPTM", "dampening", "dampenink", 9, MTL_ERR_FORMAT, "dampenink");

@@ -1170,7 +1170,26 @@ static mtl_status read_checkpoint(const char *path, const char *fn, ck_file *f, 
 
 /* ==== building and comparing ============================================================ */
 
-static mtl_status build_model(const ck_arch *a, mtl_model **out)
+/* The parameter and state counts the architecture infers (shape inference only, nothing
+ * allocated), so that a file cannot make the build allocate buffers larger than it stores. */
+static mtl_status infer_counts(mtl_model *m, size_t *nparams, size_t *nstate)
+{
+    mtli_stack *t = &m->trunk.s;
+    MTLI_TRY(mtli_stack_setup(t, m->input_ndim, m->input_shape, "trunk"));
+    size_t np = t->nparams, ns = t->nstate;
+    int ndim = t->nlayers ? t->layers[t->nlayers - 1].out_ndim : m->input_ndim;
+    const int64_t *dims = t->nlayers ? t->layers[t->nlayers - 1].out_dims : m->input_shape;
+    for (int h = 0; h < m->nheads; h++) {
+        MTLI_TRY(mtli_stack_setup(&m->heads[h]->s, ndim, dims, m->heads[h]->name));
+        np += m->heads[h]->s.nparams;
+        ns += m->heads[h]->s.nstate;
+    }
+    *nparams = np;
+    *nstate = ns;
+    return MTL_OK;
+}
+
+static mtl_status build_model(const ck_arch *a, const ck_params *pp, mtl_model **out)
 {
     *out = NULL;
     mtl_model *m = NULL;
@@ -1205,6 +1224,16 @@ static mtl_status build_model(const ck_arch *a, mtl_model **out)
         st = mtl_model_set_double(m, "l2_trunk", a->l2_trunk);
     if (st == MTL_OK)
         st = mtl_model_set_double(m, "l2_heads", a->l2_heads);
+    size_t np = 0, ns = 0;
+    if (st == MTL_OK)
+        st = infer_counts(m, &np, &ns);
+    if (st == MTL_OK && (np != pp->nparams || ns != pp->nstate)) {
+        mtl_model_free(m);
+        return mtli_error(MTL_ERR_FORMAT,
+                          "the stored architecture has %zu parameters and %zu state values, "
+                          "the file stores %zu and %zu",
+                          np, ns, pp->nparams, pp->nstate);
+    }
     if (st == MTL_OK)
         st = mtl_model_build(m, a->max_batch, a->seed);
     if (st != MTL_OK) {
@@ -1674,7 +1703,7 @@ MTL_API mtl_status mtl_checkpoint_load(const char *path, mtl_model **model,
     mtl_optimizer *o = NULL;
     mtl_weighting *wt = NULL;
     if (st == MTL_OK)
-        st = build_model(&f.arch, &m);
+        st = build_model(&f.arch, &f.par, &m);
     if (st == MTL_OK)
         st = check_params_fit(&f, m);
     if (st == MTL_OK) {
