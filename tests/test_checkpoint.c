@@ -376,7 +376,8 @@ END_TEST
 
 /* Learned task weightings: their keys and state (learned values with their Adam moments,
  * loss history, random stream, step count) come back exactly. */
-static void check_weighting_resume(const char *method, const char *key, double value)
+static void check_weighting_resume_s(const char *method, const char *key, double value,
+                                     const char *skey, const char *sval)
 {
     mtl_weighting *wv[3];
     mtl_model *mv[3];
@@ -387,6 +388,8 @@ static void check_weighting_resume(const char *method, const char *key, double v
         ck_assert_ok(mtl_weighting_create(&wv[k], method, 2));
         if (key)
             ck_assert_ok(mtl_weighting_set_double(wv[k], key, value));
+        if (skey)
+            ck_assert_ok(mtl_weighting_set_string(wv[k], skey, sval));
     }
     train(mv[0], ov[0], wv[0], 0, TOTAL);
     train(mv[1], ov[1], wv[1], 0, SPLIT);
@@ -401,6 +404,11 @@ static void check_weighting_resume(const char *method, const char *key, double v
         double v;
         ck_assert_ok(mtl_weighting_get_double(w2, key, &v));
         ck_assert(v == value);
+    }
+    if (skey) {
+        const char *v;
+        ck_assert_ok(mtl_weighting_get_string(w2, skey, &v));
+        ck_assert_str_eq(v, sval);
     }
     /* load_into a weighting of the same method with default keys, after some steps */
     mv[2] = make_model(22, 0.3);
@@ -432,8 +440,14 @@ static void check_weighting_resume(const char *method, const char *key, double v
     }
 }
 
+static void check_weighting_resume(const char *method, const char *key, double value)
+{
+    check_weighting_resume_s(method, key, value, NULL, NULL);
+}
+
 START_TEST(resume_restores_learned_weightings)
 {
+    check_weighting_resume_s("ew", NULL, 0, "reduction", "mean");
     check_weighting_resume("uw", "lr", 0.01);
     check_weighting_resume("dwa", "temperature", 3.0);
     check_weighting_resume("rlw", "seed", 12345);
@@ -447,6 +461,11 @@ START_TEST(resume_restores_learned_weightings)
             strcmp(name, "rlw") != 0 && strcmp(name, "famo") != 0 && strcmp(name, "stch") != 0)
             check_weighting_resume(name, NULL, 0);
     }
+    int have_mgda = 0;
+    for (int k = 0; mtl_weighting_available(k); k++)
+        have_mgda |= strcmp(mtl_weighting_available(k), "mgda") == 0;
+    if (have_mgda) /* a string key that changes what the method consumes */
+        check_weighting_resume_s("mgda", NULL, 0, "mode", "representation");
 }
 END_TEST
 
