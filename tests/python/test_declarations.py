@@ -58,7 +58,8 @@ def ctype_of(decl, is_return=False):
         if base.startswith("mtl_"):  # an opaque handle
             return (_lib.HANDLE, _lib.CHECKED_PTR) if is_return else _lib.HANDLE
         return ctypes.POINTER({"int": ctypes.c_int, "int64_t": ctypes.c_int64,
-                               "float": ctypes.c_float, "double": ctypes.c_double}[base])
+                               "float": ctypes.c_float, "double": ctypes.c_double,
+                               "size_t": ctypes.c_size_t}[base])
     if stars == 2 and base.startswith("mtl_"):
         return _lib.HANDLE_OUT
     if stars == 2 and base == "char":

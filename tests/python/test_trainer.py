@@ -429,11 +429,3 @@ def test_fit_c_engine_stops_masks_and_errors(tmp_path):
         with pytest.raises(mtl.StateError, match="compile"):
             fresh.fit(X, {"cls": y}, engine="c")
 
-
-def test_resume_without_checkpoints_in_this_build(problem, tmp_path):
-    m, opt, w, train, val, test = problem
-    if "mtl_checkpoint_save" in _lib.DECLARATIONS:
-        pytest.skip("this build has checkpoints (tested in test_checkpoint.py)")
-    tr = mtl.Trainer(m, opt, w, train=train)
-    with pytest.raises(mtl.UnsupportedError, match="has no checkpoints"):
-        tr.resume(tmp_path / "x.ckpt")

@@ -45,13 +45,20 @@ from .core import Head, Model, Optimizer, Trunk, Weighting  # noqa: E402
 from .multitask import MultiTaskModel  # noqa: E402
 from .dataset import Batch, Dataset, Loader  # noqa: E402
 from .train import Trainer, evaluate  # noqa: E402
+from .checkpoint import (  # noqa: E402
+    checkpoint_info,
+    describe_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from . import data, metrics  # noqa: E402
 
 __all__ = [
     "__version__", "EXPECTED_MAJOR", "version", "version_string", "library_version", "library_path",
     "set_num_threads", "get_num_threads", "build_info", "blas_kernels",
     "status_string", "last_error", "last_status", "clear_error",
-    "data", "metrics", "Dataset", "Loader", "Batch", "Trainer", "evaluate", "Tensor", "Model", "Trunk", "Head", "Optimizer", "Weighting", "MultiTaskModel",
+    "data", "metrics", "Dataset", "Loader", "Batch", "Trainer", "evaluate",
+    "save_checkpoint", "load_checkpoint", "describe_checkpoint", "checkpoint_info", "Tensor", "Model", "Trunk", "Head", "Optimizer", "Weighting", "MultiTaskModel",
     "MtlError", "InvalidArgumentError", "ShapeError", "OutOfMemoryError", "MtlIOError",
     "FormatError", "NumericError", "StateError", "UnsupportedError", "RangeError",
     "NotFoundError", "InternalError",

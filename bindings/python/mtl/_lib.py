@@ -39,6 +39,7 @@ I64_P = POINTER(c_int64)
 INT_P = POINTER(c_int)
 FLOAT_P = POINTER(c_float)
 DOUBLE_P = POINTER(c_double)
+SIZE_P = POINTER(c_size_t)
 STR = c_char_p
 STR_OUT = POINTER(c_char_p)
 
@@ -284,7 +285,15 @@ DECLARATIONS: dict[str, tuple] = {
     "mtl_trainer_steps_per_epoch": (c_int64, [HANDLE], "1.0"),
     "mtl_trainer_stop_reason": (STR, [HANDLE], "1.0"),
     "mtl_trainer_best": (STATUS, [HANDLE, DOUBLE_P, I64_P, I64_P], "1.0"),
-    # ---- checkpoint / io: add their rows here when the headers land ----
+    # ---- io.h ----
+    "mtl_checkpoint_save": (STATUS, [STR, HANDLE, HANDLE, HANDLE], "1.0"),
+    "mtl_checkpoint_load": (STATUS, [STR, HANDLE_OUT, HANDLE_OUT, HANDLE_OUT], "1.0"),
+    "mtl_checkpoint_load_into": (STATUS, [STR, HANDLE, HANDLE, HANDLE], "1.0"),
+    "mtl_checkpoint_describe": (STATUS, [STR, STR, c_size_t, SIZE_P], "1.0"),
+    "mtl_model_save_safetensors": (STATUS, [HANDLE, STR], "1.0"),
+    "mtl_model_load_safetensors": (STATUS, [HANDLE, STR], "1.0"),
+    # ---- datasets.h ----
+    "mtl_multifashion_build": (STATUS, [STR, STR, c_uint64, c_int64], "1.0"),
 }
 
 

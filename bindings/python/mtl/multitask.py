@@ -671,13 +671,20 @@ class MultiTaskModel:
         self.model.load_state_dict(state, strict)
 
     # ---- checkpoints ----
-    # CHECKPOINT HOOK: when libmtl's checkpoint API (io/: atomic, checksummed files that also
-    # carry the optimizer state) is declared in _lib.DECLARATIONS, save()/load() route
-    # non-".npz" paths to it here. Until then both write/read a numpy .npz archive holding
-    # the architecture (JSON) and every named parameter and state tensor; the optimizer's
-    # moments are not saved, so training resumes with a fresh optimizer.
+    # Two formats: libmtl's checkpoint (any path not ending in ".npz": the whole training
+    # state, model + optimizer + weighting, atomic and checksummed, readable by every libmtl
+    # program) and a numpy .npz archive (the architecture as JSON and every named tensor;
+    # the optimizer is compiled afresh on load). Weights alone also travel as safetensors.
+    @staticmethod
+    def _is_npz(path) -> bool:
+        return os.fspath(path).lower().endswith(".npz")
+
     def save(self, path) -> None:
-        """Save architecture and weights to ``path`` (numpy .npz; written atomically)."""
+        """Save to ``path``: a ".npz" path writes the numpy archive, any other path a libmtl
+        checkpoint (:meth:`save_checkpoint`). Both are written atomically."""
+        if not self._is_npz(path):
+            self.save_checkpoint(path)
+            return
         path = os.fspath(path)
         arrays = {"param/" + k: v for k, v in self.state_dict().items()}
         meta = {"format": "mtl-npz", "version": _FORMAT_VERSION, "config": self.config,
@@ -689,6 +696,40 @@ class MultiTaskModel:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+    def save_checkpoint(self, path) -> None:
+        """The whole training state (model, and the optimizer and weighting when compiled)
+        as a libmtl checkpoint: training continued after :meth:`load_checkpoint` is
+        bit-identical to training that never stopped."""
+        self.model.save_checkpoint(path, self.optimizer, self.weighting)
+
+    def load_checkpoint(self, path, optimizer=None, weighting=None) -> None:
+        """Restore a checkpoint into this model (same architecture; max_batch and seed may
+        differ) and into its optimizer and weighting. optimizer / weighting: None = restore
+        when both this model and the file have one, True = must, False = leave as is.
+        Nothing changes on an error."""
+        from .checkpoint import checkpoint_info
+
+        info = checkpoint_info(path)
+
+        def pick(flag, mine, present, what):
+            if flag is False or mine is None:
+                if flag is True:
+                    raise errors.StateError(f"load_checkpoint: this model has no {what} "
+                                            "(compile it first)")
+                return None
+            return mine if (flag is True or present) else None
+
+        self.model.load_checkpoint(
+            path, pick(optimizer, self.optimizer, info["has_optimizer"], "optimizer"),
+            pick(weighting, self.weighting, info["has_weighting"], "weighting"))
+
+    def save_safetensors(self, path) -> None:
+        """The weights and state tensors by name, as safetensors (PyTorch can read them)."""
+        self.model.save_safetensors(path)
+
+    def load_safetensors(self, path) -> None:
+        self.model.load_safetensors(path)
 
     @staticmethod
     def _read_npz(path):
@@ -712,8 +753,11 @@ class MultiTaskModel:
 
     @classmethod
     def load(cls, path) -> "MultiTaskModel":
-        """Rebuild a model saved with :meth:`save` (compiled again if it was compiled with
-        named optimizer and weighting)."""
+        """Rebuild a model saved with :meth:`save`: from a ".npz" archive (compiled again if
+        it was compiled with named optimizer and weighting), otherwise from a libmtl
+        checkpoint (:meth:`from_checkpoint`)."""
+        if not cls._is_npz(path):
+            return cls.from_checkpoint(path)
         meta, state = cls._read_npz(path)
         model = cls.from_config(meta["config"])
         model.load_state_dict(state)
@@ -721,10 +765,53 @@ class MultiTaskModel:
             model.compile(**meta["compile"])
         return model
 
+    @classmethod
+    def from_checkpoint(cls, path, config=None) -> "MultiTaskModel":
+        """A model with the exact state of a libmtl checkpoint (written by
+        :meth:`save_checkpoint`, the trainer or any C program): weights, random state, and
+        the optimizer and weighting when the file has them. ``config`` (optional) is the
+        description kept in ``self.config``; by default it is read from the checkpoint's
+        summary (real-valued options to 6 significant digits, class weights left out)."""
+        from .checkpoint import checkpoint_info, load_checkpoint
+
+        info = checkpoint_info(path)
+        if config is None:
+            config = _jsonable({
+                "input_shape": info["input_shape"], "input_dtype": info["input_dtype"],
+                "trunk": info["trunk"],
+                "heads": OrderedDict(
+                    (t, {"layers": h["layers"], "loss": h["loss"],
+                         "loss_options": h["loss_options"]})
+                    for t, h in info["heads"].items()),
+                "seed": info["seed"], "max_batch": info["max_batch"],
+                "l2_trunk": info["l2_trunk"], "l2_heads": info["l2_heads"]})
+        model, opt, w = load_checkpoint(path)
+        return cls._from_handles(model, opt, w, config)
+
+    @classmethod
+    def _from_handles(cls, model, optimizer, weighting, config) -> "MultiTaskModel":
+        self = cls.__new__(cls)
+        self.config = config
+        self.model = model
+        self.tasks = model.task_names
+        self.losses = {h.name: h.loss for h in model.heads}
+        self.output_sizes = {h.name: h.output_size for h in model.heads}
+        self.optimizer, self.weighting = optimizer, weighting
+        self._compile_args = None
+        self.history = {}
+        return self
+
     def load_weights(self, path) -> None:
-        """Load the weights of a checkpoint into this (same-architecture) model."""
-        _, state = self._read_npz(path)
-        self.load_state_dict(state)
+        """Load the weights of a file into this (same-architecture) model: a ".npz"
+        archive, a ".safetensors" file, or a libmtl checkpoint (its model part only)."""
+        p = os.fspath(path).lower()
+        if p.endswith(".safetensors"):
+            self.load_safetensors(path)
+        elif self._is_npz(path):
+            _, state = self._read_npz(path)
+            self.load_state_dict(state)
+        else:
+            self.model.load_checkpoint(path)
 
     # ---- configuration ----
     @classmethod
@@ -756,18 +843,39 @@ class MultiTaskModel:
     def get_config(self) -> dict:
         return json.loads(json.dumps(self.config))
 
-    # ---- pickling (weights and architecture; the optimizer state is not kept) ----
+    # ---- pickling: the libmtl checkpoint's bytes (weights, random state, optimizer and
+    # weighting exactly), the description and the history ----
     def __getstate__(self):
-        return {"config": self.config, "state": self.state_dict(),
-                "compile": self._compile_args, "history": self.history}
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "model.ckpt")
+            self.save_checkpoint(p)
+            with open(p, "rb") as f:
+                blob = f.read()
+        return {"config": self.config, "checkpoint": blob, "compile": self._compile_args,
+                "history": self.history}
 
     def __setstate__(self, st):
-        other = MultiTaskModel.from_config(st["config"])
+        if "checkpoint" in st:
+            import tempfile
+
+            from .checkpoint import load_checkpoint
+
+            with tempfile.TemporaryDirectory() as d:
+                p = os.path.join(d, "model.ckpt")
+                with open(p, "wb") as f:
+                    f.write(st["checkpoint"])
+                model, opt, w = load_checkpoint(p)
+            other = MultiTaskModel._from_handles(model, opt, w, st["config"])
+            other._compile_args = st.get("compile")
+        else:   # written before checkpoints existed: weights by name, compiled afresh
+            other = MultiTaskModel.from_config(st["config"])
+            other.load_state_dict(st["state"])
+            if st.get("compile"):
+                other.compile(**st["compile"])
         self.__dict__.update(other.__dict__)
         other.__dict__ = {}
-        self.load_state_dict(st["state"])
-        if st.get("compile"):
-            self.compile(**st["compile"])
         self.history = st.get("history", {})
 
     def __repr__(self):
