@@ -11,5 +11,6 @@
 #include "mtl/model.h"
 #include "mtl/optim.h"
 #include "mtl/weighting.h"
+#include "mtl/config.h"
 
 #endif
