@@ -11,6 +11,7 @@
 #include "mtl/model.h"
 #include "mtl/optim.h"
 #include "mtl/weighting.h"
+#include "mtl/io.h"
 #include "mtl/config.h"
 
 #endif
