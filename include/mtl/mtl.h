@@ -11,6 +11,8 @@
 #include "mtl/model.h"
 #include "mtl/optim.h"
 #include "mtl/weighting.h"
+#include "mtl/dataset.h"
+#include "mtl/train.h"
 #include "mtl/io.h"
 #include "mtl/config.h"
 
