@@ -24,12 +24,15 @@
 #include <stdint.h>
 
 #include "mtl/status.h"
+#include "mtl/tensor.h"
 
 MTL_BEGIN_DECLS
 
 typedef struct mtl_model mtl_model;
 typedef struct mtl_optimizer mtl_optimizer;
 typedef struct mtl_weighting mtl_weighting;
+typedef struct mtl_dataset mtl_dataset;
+typedef struct mtl_trainer mtl_trainer;
 /* Opaque configuration handle. Since 1.0. */
 typedef struct mtl_config mtl_config;
 
@@ -107,6 +110,35 @@ MTL_API mtl_status mtl_config_build_optimizer(mtl_config *cfg, mtl_model *model,
 /* Create the task weighting of the file (method, keys, and the tasks' static weights for
  * method "fixed"). Owned; free with mtl_weighting_free. Since 1.0. */
 MTL_API mtl_status mtl_config_build_weighting(const mtl_config *cfg, mtl_weighting **out);
+
+/* A dataset over one split ("train", "validation", "test") of the configuration's data,
+ * read on first use and kept in cfg. Single-input problems: task is NULL and the dataset
+ * has a slot per task (in task order); multi-input problems (tasks.*.data): task names the
+ * task, whose slot alone has targets. The dataset borrows cfg's tensors: free it before cfg.
+ * From then on mtl_config_set refuses changes (MTL_ERR_STATE). Owned; free with
+ * mtl_dataset_free. Errors: invalid argument (an unknown split, task given or missing),
+ * not found (the configuration has no such split, or no such task), and the errors of
+ * reading the data. Since 1.0. */
+MTL_API mtl_status mtl_config_build_dataset(mtl_config *cfg, const char *split, const char *task,
+                                            mtl_dataset **out);
+
+/* Create a trainer for model, opt and w (borrowed, as mtl_trainer_create) with every key of
+ * the training section except the mtl program's own (threads, resume, progress), each
+ * task's metric list ("metrics.<task>"), and the training and validation data set
+ * (mtl_trainer_set_data, or mtl_trainer_set_task_data per task). The datasets belong to
+ * cfg, so free the trainer before cfg; mtl_config_set then refuses changes. Owned; free
+ * with mtl_trainer_free. Since 1.0. */
+MTL_API mtl_status mtl_config_build_trainer(mtl_config *cfg, mtl_model *model,
+                                            mtl_optimizer *opt, mtl_weighting *w,
+                                            mtl_trainer **out);
+
+/* Read a CSV file with the configuration's reading options (data.csv with data.test's
+ * overrides) and encode its feature columns as the model's input, with the encoder fitted
+ * on the training table (read on first use): float32 [N, features], or int32 [N, id
+ * columns] for ids encoding. Label columns may be absent. Owned; free with
+ * mtl_tensor_free. Errors: state (the configuration's data is not CSV), those of reading
+ * and encoding (a missing feature column is not found). Since 1.0. */
+MTL_API mtl_status mtl_config_encode_csv(mtl_config *cfg, const char *path, mtl_tensor **out);
 
 MTL_END_DECLS
 

@@ -31,6 +31,9 @@ MTL_API void mtl_config_free(mtl_config *cfg)
 {
     if (!cfg)
         return;
+    for (int i = 0; i < cfg->nds; i++)
+        mtl_dataset_free(cfg->ds[i]);
+    mtli_free(cfg->ds);
     mtli_cnode_free(cfg->root);
     mtli_cnode_free(cfg->user);
     mtli_cdata_free(cfg->data);
@@ -317,6 +320,11 @@ MTL_API mtl_status mtl_config_set(mtl_config *cfg, const char *key, const char *
     MTLI_CHECK_NULL(cfg, "mtl_config_set");
     MTLI_CHECK_NULL(key, "mtl_config_set");
     MTLI_CHECK_NULL(value, "mtl_config_set");
+    if (cfg->data_lent)
+        return mtli_error(MTL_ERR_STATE,
+                          "mtl_config_set: '%s': the configuration's data is in use by datasets "
+                          "or a trainer made from it; change settings before building them",
+                          key);
     keyparts kp;
     MTLI_TRY(split_key(key, &kp));
     mtli_cnode *val;
@@ -594,6 +602,27 @@ MTL_API mtl_status mtl_config_build_model(mtl_config *cfg, mtl_model **out)
     return MTL_OK;
 }
 
+/* Optimizer steps in one epoch, as the trainer counts them (see mtl/train.h). */
+static int64_t epoch_steps(const mtl_config *cfg)
+{
+    const mtli_cdata *d = cfg->data;
+    int64_t bs = 32, drop = 0, steps = 0;
+    mtl_config_get_int(cfg, "training.batch_size", &bs);
+    mtl_config_get_int(cfg, "training.drop_last", &drop);
+    const char *sampler = "all";
+    mtl_config_get_string(cfg, "training.sampler", &sampler);
+    for (int t = 0; t < (d->multi ? d->ntasks : 1); t++) {
+        const mtl_tensor *x = d->multi ? d->tx[MTLI_SPLIT_TRAIN][t] : d->x[MTLI_SPLIT_TRAIN];
+        int64_t n = x ? mtl_tensor_dim(x, 0) : 0;
+        int64_t b = drop ? n / bs : (n + bs - 1) / bs;
+        if (!d->multi || strcmp(sampler, "all") != 0)
+            steps += b;
+        else if (b > steps)
+            steps = b;
+    }
+    return steps > 0 ? steps : 1;
+}
+
 static int needs_epoch_steps(const mtli_cnode *on)
 {
     const mtli_cnode *maps[2] = {on, mtli_cnode_get(on, "schedule")};
@@ -619,12 +648,7 @@ MTL_API mtl_status mtl_config_build_optimizer(mtl_config *cfg, mtl_model *model,
                           (long long)steps_per_epoch);
     if (steps_per_epoch == 0 && needs_epoch_steps(mtli_cnode_get(cfg->root, "optimizer"))) {
         MTLI_TRY(ensure_data(cfg));
-        int64_t n = mtl_tensor_dim(cfg->data->x[MTLI_SPLIT_TRAIN], 0), bs = 32, drop = 0;
-        mtl_config_get_int(cfg, "training.batch_size", &bs);
-        mtl_config_get_int(cfg, "training.drop_last", &drop);
-        steps_per_epoch = drop ? n / bs : (n + bs - 1) / bs;
-        if (steps_per_epoch < 1)
-            steps_per_epoch = 1;
+        steps_per_epoch = epoch_steps(cfg);
     }
     return mtli_config_apply_optimizer(cfg, out, model, steps_per_epoch);
 }
@@ -635,4 +659,147 @@ MTL_API mtl_status mtl_config_build_weighting(const mtl_config *cfg, mtl_weighti
     *out = NULL;
     MTLI_CHECK_NULL(cfg, "mtl_config_build_weighting");
     return mtli_config_make_weighting(cfg, out);
+}
+
+/* ---- datasets and the trainer ---------------------------------------------------------- */
+
+static int split_index(const char *split)
+{
+    static const char *const names[MTLI_NSPLITS] = {"train", "validation", "test"};
+    for (int s = 0; s < MTLI_NSPLITS; s++)
+        if (strcmp(split, names[s]) == 0)
+            return s;
+    return -1;
+}
+
+static mtl_status make_dataset(mtl_config *cfg, int s, int task, mtl_dataset **out)
+{
+    *out = NULL;
+    const mtli_cdata *d = cfg->data;
+    const mtl_tensor *x = task >= 0 ? d->tx[s][task] : d->x[s];
+    if (!x)
+        return MTL_OK;
+    mtl_dataset *ds;
+    MTLI_TRY(mtl_dataset_create(&ds, x, d->ntasks));
+    mtl_status st = MTL_OK;
+    for (int t = 0; st == MTL_OK && t < d->ntasks; t++)
+        if ((task < 0 || t == task) && d->y[s][t])
+            st = mtl_dataset_set_target(ds, t, d->y[s][t]);
+    if (st != MTL_OK) {
+        mtl_dataset_free(ds);
+        return st;
+    }
+    cfg->data_lent = 1;
+    *out = ds;
+    return MTL_OK;
+}
+
+MTL_API mtl_status mtl_config_build_dataset(mtl_config *cfg, const char *split, const char *task,
+                                            mtl_dataset **out)
+{
+    MTLI_CHECK_NULL(out, "mtl_config_build_dataset");
+    *out = NULL;
+    MTLI_CHECK_NULL(cfg, "mtl_config_build_dataset");
+    MTLI_CHECK_NULL(split, "mtl_config_build_dataset");
+    int s = split_index(split);
+    if (s < 0)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                          "mtl_config_build_dataset: unknown split '%s' (expected train, "
+                          "validation or test)",
+                          split);
+    MTLI_TRY(ensure_data(cfg));
+    int t = -1;
+    if (cfg->data->multi) {
+        if (!task)
+            return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                              "mtl_config_build_dataset: the tasks have their own data; name "
+                              "the task");
+        const mtli_cnode *tasks = mtli_config_tasks(cfg);
+        for (int i = 0; i < tasks->n; i++)
+            if (strcmp(mtli_task_str(tasks->vals[i], "name", ""), task) == 0)
+                t = i;
+        if (t < 0)
+            return mtli_error(MTL_ERR_NOT_FOUND, "mtl_config_build_dataset: no task '%s'", task);
+    } else if (task) {
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                          "mtl_config_build_dataset: the tasks share one input (task must be "
+                          "NULL, got '%s')",
+                          task);
+    }
+    MTLI_TRY(make_dataset(cfg, s, t, out));
+    if (!*out)
+        return mtli_error(MTL_ERR_NOT_FOUND, "%s: no %s data%s%s", cfg->path, split,
+                          task ? " for task " : "", task ? task : "");
+    return MTL_OK;
+}
+
+/* A dataset the configuration keeps (for the trainer); NULL when the split is absent. */
+static mtl_status kept_dataset(mtl_config *cfg, int s, int task, mtl_dataset **out)
+{
+    MTLI_TRY(make_dataset(cfg, s, task, out));
+    if (!*out)
+        return MTL_OK;
+    mtl_dataset **ds = mtli_realloc(cfg->ds, (size_t)(cfg->nds + 1) * sizeof *ds);
+    if (!ds) {
+        mtl_dataset_free(*out);
+        *out = NULL;
+        return mtli_oom("dataset list", (size_t)(cfg->nds + 1) * sizeof *ds);
+    }
+    cfg->ds = ds;
+    cfg->ds[cfg->nds++] = *out;
+    return MTL_OK;
+}
+
+MTL_API mtl_status mtl_config_build_trainer(mtl_config *cfg, mtl_model *model, mtl_optimizer *opt,
+                                            mtl_weighting *w, mtl_trainer **out)
+{
+    MTLI_CHECK_NULL(out, "mtl_config_build_trainer");
+    *out = NULL;
+    MTLI_CHECK_NULL(cfg, "mtl_config_build_trainer");
+    MTLI_TRY(ensure_data(cfg));
+    mtl_trainer *tr;
+    MTLI_TRY(mtl_trainer_create(&tr, model, opt, w));
+    mtl_status st = mtli_config_apply_trainer(cfg, tr);
+    const mtli_cdata *d = cfg->data;
+    if (st == MTL_OK && !d->multi) {
+        mtl_dataset *train = NULL, *val = NULL;
+        st = kept_dataset(cfg, MTLI_SPLIT_TRAIN, -1, &train);
+        if (st == MTL_OK)
+            st = kept_dataset(cfg, MTLI_SPLIT_VALIDATION, -1, &val);
+        if (st == MTL_OK)
+            st = mtl_trainer_set_data(tr, train, val);
+    }
+    const mtli_cnode *tasks = mtli_config_tasks(cfg);
+    for (int t = 0; st == MTL_OK && d->multi && t < d->ntasks; t++) {
+        mtl_dataset *train = NULL, *val = NULL;
+        st = kept_dataset(cfg, MTLI_SPLIT_TRAIN, t, &train);
+        if (st == MTL_OK)
+            st = kept_dataset(cfg, MTLI_SPLIT_VALIDATION, t, &val);
+        if (st == MTL_OK)
+            st = mtl_trainer_set_task_data(tr, mtli_task_str(tasks->vals[t], "name", ""), train,
+                                           val);
+    }
+    if (st != MTL_OK) {
+        mtl_trainer_free(tr);
+        return st;
+    }
+    *out = tr;
+    return MTL_OK;
+}
+
+MTL_API mtl_status mtl_config_encode_csv(mtl_config *cfg, const char *path, mtl_tensor **out)
+{
+    MTLI_CHECK_NULL(out, "mtl_config_encode_csv");
+    *out = NULL;
+    MTLI_CHECK_NULL(cfg, "mtl_config_encode_csv");
+    MTLI_CHECK_NULL(path, "mtl_config_encode_csv");
+    MTLI_TRY(ensure_data(cfg));
+    if (!cfg->data->csv)
+        return mtli_error(MTL_ERR_STATE, "mtl_config_encode_csv: %s describes .npy data, not CSV",
+                          cfg->path);
+    mtl_csv *table;
+    MTLI_TRY(mtli_cdata_read_csv(cfg, "test", path, &table));
+    mtl_status st = mtli_cdata_encode_input(cfg->data, table, out);
+    mtl_csv_free(table);
+    return st;
 }

@@ -332,6 +332,50 @@ mtl_status mtli_config_apply_optimizer(const mtl_config *cfg, mtl_optimizer **ou
     return MTL_OK;
 }
 
+/* ---- trainer --------------------------------------------------------------------------- */
+
+static mtl_status tr_int(void *o, int l, const char *k, int64_t v) { (void)l; return mtl_trainer_set_int(o, k, v); }
+static mtl_status tr_dbl(void *o, int l, const char *k, double v) { (void)l; return mtl_trainer_set_double(o, k, v); }
+static mtl_status tr_str(void *o, int l, const char *k, const char *v) { (void)l; return mtl_trainer_set_string(o, k, v); }
+
+/* Keys of the training section read by the mtl program rather than the trainer. */
+int mtli_config_program_key(const char *key)
+{
+    return strcmp(key, "threads") == 0 || strcmp(key, "resume") == 0 ||
+           strcmp(key, "progress") == 0;
+}
+
+mtl_status mtli_config_apply_trainer(const mtl_config *cfg, mtl_trainer *tr)
+{
+    const mtli_cnode *training = mtli_cnode_get(cfg->root, "training");
+    mtli_setter s = {tr, 0, tr_int, tr_dbl, tr_str};
+    for (int k = 0; training && k < training->n; k++) {
+        if (mtli_config_program_key(training->keys[k]->text))
+            continue;
+        MTLI_TRY(mtli_config_set_option(&s, training->keys[k], training->vals[k]));
+    }
+    /* each task's metric list: "metrics.<task>" */
+    const mtli_cnode *tasks = mtli_config_tasks(cfg);
+    for (int t = 0; t < tasks->n; t++) {
+        const mtli_cnode *m = mtli_cnode_get(tasks->vals[t], "metrics");
+        if (!m)
+            continue;
+        mtli_sbuf b = {0}, key = {0};
+        if (m->kind == MTLI_CN_SCALAR)
+            mtli_sbuf_add(&b, "%s", m->text);
+        for (int i = 0; m->kind == MTLI_CN_SEQ && i < m->n; i++)
+            mtli_sbuf_add(&b, "%s%s", i ? "," : "", m->vals[i]->text);
+        mtli_sbuf_add(&key, "metrics.%s", mtli_task_str(tasks->vals[t], "name", ""));
+        mtl_status st = b.oom || key.oom ? mtli_oom("metric list", b.len + key.len)
+                                         : mtl_trainer_set_string(tr, key.p, b.p ? b.p : "");
+        mtli_free(b.p);
+        mtli_free(key.p);
+        if (st != MTL_OK)
+            return mtli_cfg_prefix(m, st);
+    }
+    return MTL_OK;
+}
+
 /* ---- dry run --------------------------------------------------------------------------- */
 
 /* Replay every model, weighting and optimizer setting on throw-away handles. The optimizer
@@ -366,15 +410,24 @@ mtl_status mtli_config_dry_run(const mtl_config *cfg)
         st = mtl_trunk_add_linear(mtl_model_trunk(m), 1);
     for (int t = 0; st == MTL_OK && t < tasks->n; t++) {
         mtl_head *h;
+        const char *loss = mtli_task_str(mtli_cnode_get(tasks->vals[t], "loss"), "name", "mse");
         st = mtl_model_add_head(m, &h, mtli_task_str(tasks->vals[t], "name", "task"));
         if (st == MTL_OK)
-            st = mtl_head_add_linear(h, 1);
+            st = mtl_head_add_linear(h, strcmp(loss, "cross_entropy") == 0 ? 2 : 1);
+        if (st == MTL_OK)
+            st = mtl_head_set_loss(h, loss);
     }
     if (st == MTL_OK)
         st = mtl_model_build(m, 1, 0);
     mtl_optimizer *o = NULL;
+    mtl_trainer *tr = NULL;
     if (st == MTL_OK)
         st = mtli_config_apply_optimizer(cfg, &o, m, 0);
+    if (st == MTL_OK)
+        st = mtl_trainer_create(&tr, m, o, NULL);
+    if (st == MTL_OK)
+        st = mtli_config_apply_trainer(cfg, tr);
+    mtl_trainer_free(tr);
     mtl_optimizer_free(o);
     mtl_model_free(m);
     return st;

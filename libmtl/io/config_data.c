@@ -145,7 +145,10 @@ void mtli_cdata_free(mtli_cdata *d)
         mtl_tensor_free(d->x[s]);
         for (int t = 0; d->y[s] && t < d->ntasks; t++)
             mtl_tensor_free(d->y[s][t]);
+        for (int t = 0; d->tx[s] && t < d->ntasks; t++)
+            mtl_tensor_free(d->tx[s][t]);
         mtli_free(d->y[s]);
+        mtli_free(d->tx[s]);
     }
     mtl_encoder_free(d->enc);
     mtli_free(d->outputs);
@@ -168,7 +171,8 @@ static mtl_status cdata_new(int ntasks, mtli_cdata **out)
     int ok = d->outputs && d->classes && d->label_index && d->positive;
     for (int s = 0; ok && s < MTLI_NSPLITS; s++) {
         d->y[s] = mtli_calloc((size_t)ntasks, sizeof *d->y[s]);
-        ok = d->y[s] != NULL;
+        d->tx[s] = mtli_calloc((size_t)ntasks, sizeof *d->tx[s]);
+        ok = d->y[s] != NULL && d->tx[s] != NULL;
     }
     if (!ok) {
         mtli_cdata_free(d);
@@ -195,25 +199,28 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static mtl_status carve_fractions(const mtl_config *cfg, mtli_cdata *d)
+/* Carve the validation/test fractions named under parent (data, or a task's data) out of
+ * the training rows of one source: x[split] and y[split][0..ny-1] (slots replaced in
+ * place). */
+static mtl_status carve(const mtl_config *cfg, const mtli_cnode *parent, mtl_tensor **x,
+                        mtl_tensor **y[MTLI_NSPLITS], int ny)
 {
-    const mtli_cnode *data = mtli_cnode_get(cfg->root, "data");
     double frac[MTLI_NSPLITS] = {0, 0, 0};
     const mtli_cnode *fnode[MTLI_NSPLITS] = {NULL, NULL, NULL};
     for (int s = 1; s < MTLI_NSPLITS; s++) {
-        fnode[s] = mtli_cnode_get(mtli_cnode_get(data, g_splits[s]), "fraction");
+        fnode[s] = mtli_cnode_get(mtli_cnode_get(parent, g_splits[s]), "fraction");
         if (fnode[s])
             mtli_scalar_double(fnode[s], &frac[s]);
     }
-    if (!fnode[1] && !fnode[2])
+    if ((!fnode[1] && !fnode[2]) || !x[0])
         return MTL_OK;
-    int64_t n = mtl_tensor_dim(d->x[0], 0);
+    int64_t n = mtl_tensor_dim(x[0], 0);
     int64_t take[MTLI_NSPLITS] = {0, 0, 0};
     for (int s = 1; s < MTLI_NSPLITS; s++)
         take[s] = (int64_t)floor(frac[s] * (double)n + 0.5);
     if (take[1] + take[2] >= n || (fnode[1] && take[1] == 0) || (fnode[2] && take[2] == 0))
         return mtli_cfg_error(fnode[1] ? fnode[1] : fnode[2], MTL_ERR_RANGE,
-                              "data: the fractions leave %lld validation and %lld test rows of "
+                              "the fractions leave %lld validation and %lld test rows of "
                               "%lld training rows; each must be at least 1 and training must "
                               "keep at least 1",
                               (long long)take[1], (long long)take[2], (long long)n);
@@ -237,40 +244,60 @@ static mtl_status carve_fractions(const mtl_config *cfg, mtli_cdata *d)
     int64_t count[MTLI_NSPLITS] = {n - take[1] - take[2], take[1], take[2]};
     for (int s = 0; s < MTLI_NSPLITS; s++)
         qsort(perm + start[s], (size_t)count[s], sizeof *perm, cmp_i64);
-    mtl_status st = MTL_OK;
+    enum { MAXY = 64 };
+    mtl_status st = ny > MAXY ? mtli_error(MTL_ERR_RANGE, "at most %d tasks", MAXY) : MTL_OK;
     mtl_tensor *nx[MTLI_NSPLITS] = {NULL, NULL, NULL};
-    mtl_tensor **ny[MTLI_NSPLITS] = {NULL, NULL, NULL};
+    mtl_tensor *nyt[MTLI_NSPLITS][MAXY];
+    memset(nyt, 0, sizeof nyt);
     for (int s = 0; st == MTL_OK && s < MTLI_NSPLITS; s++) {
         if (s && !fnode[s])
             continue;
-        ny[s] = mtli_calloc((size_t)d->ntasks, sizeof *ny[s]);
-        if (!ny[s]) {
-            st = mtli_oom("split", sizeof *ny[s]);
-            break;
-        }
-        st = gather(d->x[0], perm + start[s], count[s], &nx[s]);
-        for (int t = 0; st == MTL_OK && t < d->ntasks; t++)
-            st = gather(d->y[0][t], perm + start[s], count[s], &ny[s][t]);
+        st = gather(x[0], perm + start[s], count[s], &nx[s]);
+        for (int t = 0; st == MTL_OK && t < ny; t++)
+            st = gather(y[0][t], perm + start[s], count[s], &nyt[s][t]);
     }
     mtli_free(perm);
-    if (st != MTL_OK) {
-        for (int s = 0; s < MTLI_NSPLITS; s++) {
-            mtl_tensor_free(nx[s]);
-            for (int t = 0; ny[s] && t < d->ntasks; t++)
-                mtl_tensor_free(ny[s][t]);
-            mtli_free(ny[s]);
-        }
-        return st;
-    }
     for (int s = 0; s < MTLI_NSPLITS; s++) {
         if (s && !fnode[s])
             continue;
-        mtl_tensor_free(d->x[s]);
-        for (int t = 0; t < d->ntasks; t++)
-            mtl_tensor_free(d->y[s][t]);
-        mtli_free(d->y[s]);
-        d->x[s] = nx[s];
-        d->y[s] = ny[s];
+        if (st != MTL_OK) {
+            mtl_tensor_free(nx[s]);
+            for (int t = 0; t < ny && t < MAXY; t++)
+                mtl_tensor_free(nyt[s][t]);
+            continue;
+        }
+    }
+    if (st != MTL_OK)
+        return st;
+    /* the training split last: the others were gathered from it */
+    for (int s = MTLI_NSPLITS - 1; s >= 0; s--) {
+        if (s && !fnode[s])
+            continue;
+        mtl_tensor_free(x[s]);
+        x[s] = nx[s];
+        for (int t = 0; t < ny; t++) {
+            mtl_tensor_free(y[s][t]);
+            y[s][t] = nyt[s][t];
+        }
+    }
+    return MTL_OK;
+}
+
+static mtl_status carve_fractions(const mtl_config *cfg, mtli_cdata *d)
+{
+    if (!d->multi)
+        return carve(cfg, mtli_cnode_get(cfg->root, "data"), d->x, d->y, d->ntasks);
+    const mtli_cnode *tasks = mtli_config_tasks(cfg);
+    for (int t = 0; t < d->ntasks; t++) {
+        mtl_tensor *x[MTLI_NSPLITS], **y[MTLI_NSPLITS];
+        for (int s = 0; s < MTLI_NSPLITS; s++) {
+            x[s] = d->tx[s][t];
+            y[s] = d->y[s] + t;
+        }
+        mtl_status st = carve(cfg, mtli_cnode_get(tasks->vals[t], "data"), x, y, 1);
+        for (int s = 0; s < MTLI_NSPLITS; s++)
+            d->tx[s][t] = x[s];
+        MTLI_TRY(st);
     }
     return MTL_OK;
 }
@@ -286,55 +313,74 @@ static mtl_status load_file(const mtl_config *cfg, const mtli_cnode *pathnode, m
     return st == MTL_OK ? st : mtli_cfg_prefix(pathnode, st);
 }
 
+/* One split of .npy files: the input into *xs and the labels of task only_task (a single
+ * path under "labels"), or of every task named under "labels" (only_task < 0). */
+static mtl_status load_npy_split(const mtl_config *cfg, mtli_cdata *d, const mtli_cnode *sp,
+                                 const char *what, mtl_tensor **xs, int s, int only_task)
+{
+    const mtli_cnode *tasks = mtli_config_tasks(cfg);
+    const mtli_cnode *input = mtli_cnode_get(sp, "input");
+    if (!input)
+        return MTL_OK;
+    MTLI_TRY(load_file(cfg, input, xs));
+    mtl_tensor *x = *xs;
+    int64_t n = mtl_tensor_dim(x, 0);
+    if (mtl_tensor_ndim(x) == 1) {
+        int64_t sh[2] = {n, 1};
+        MTLI_TRY(mtl_tensor_reshape(x, 2, sh));
+    }
+    int nd = mtl_tensor_ndim(x) - 1;
+    int64_t shape[4];
+    MTLI_TRY(mtl_tensor_shape(x, shape, 4));
+    if (!d->in_ndim) {
+        d->in_dtype = (mtl_dtype)mtl_tensor_dtype(x);
+        d->in_ndim = nd;
+        memcpy(d->in_shape, shape + 1, (size_t)nd * sizeof *shape);
+    } else if (nd != d->in_ndim || memcmp(d->in_shape, shape + 1, (size_t)nd * sizeof *shape) ||
+               (int)d->in_dtype != mtl_tensor_dtype(x)) {
+        return mtli_cfg_error(input, MTL_ERR_SHAPE,
+                              "%s.input: its samples differ in shape or dtype from those of the "
+                              "first input file",
+                              what);
+    }
+    const mtli_cnode *labels = mtli_cnode_get(sp, "labels");
+    for (int t = 0; t < tasks->n; t++) {
+        if (only_task >= 0 && t != only_task)
+            continue;
+        const mtli_cnode *task = tasks->vals[t];
+        const char *name = mtli_task_str(task, "name", "");
+        const mtli_cnode *lf = only_task >= 0 ? labels : mtli_cnode_get(labels, name);
+        if (!lf)
+            continue;
+        mtl_tensor **y = &d->y[s][t];
+        MTLI_TRY(load_file(cfg, lf, y));
+        if (mtl_tensor_dim(*y, 0) != n)
+            return mtli_cfg_error(lf, MTL_ERR_SHAPE, "%s: labels of task '%s' have %lld rows, the "
+                                  "input has %lld",
+                                  what, name, (long long)mtl_tensor_dim(*y, 0), (long long)n);
+        char where[300];
+        mtli_cnode_where(lf, where, sizeof where);
+        MTLI_TRY(uses_class_ids(task) ? to_class_ids(y, where) : to_float_2d(y));
+    }
+    return MTL_OK;
+}
+
 static mtl_status load_npy(const mtl_config *cfg, mtli_cdata *d)
 {
     const mtli_cnode *data = mtli_cnode_get(cfg->root, "data");
     const mtli_cnode *tasks = mtli_config_tasks(cfg);
+    char what[300];
     for (int s = 0; s < MTLI_NSPLITS; s++) {
-        const mtli_cnode *sp = mtli_cnode_get(data, g_splits[s]);
-        const mtli_cnode *input = mtli_cnode_get(sp, "input");
-        if (!input)
+        if (!d->multi) {
+            snprintf(what, sizeof what, "data.%s", g_splits[s]);
+            MTLI_TRY(load_npy_split(cfg, d, mtli_cnode_get(data, g_splits[s]), what, &d->x[s], s, -1));
             continue;
-        MTLI_TRY(load_file(cfg, input, &d->x[s]));
-        mtl_tensor *x = d->x[s];
-        int64_t n = mtl_tensor_dim(x, 0);
-        if (mtl_tensor_ndim(x) == 1) {
-            int64_t sh[2] = {n, 1};
-            MTLI_TRY(mtl_tensor_reshape(x, 2, sh));
         }
-        int nd = mtl_tensor_ndim(x) - 1;
-        int64_t shape[4];
-        MTLI_TRY(mtl_tensor_shape(x, shape, 4));
-        if (s == 0 || !d->in_ndim) {
-            d->in_dtype = (mtl_dtype)mtl_tensor_dtype(x);
-            d->in_ndim = nd;
-            memcpy(d->in_shape, shape + 1, (size_t)nd * sizeof *shape);
-        } else if (nd != d->in_ndim || memcmp(d->in_shape, shape + 1, (size_t)nd * sizeof *shape) ||
-                   (int)d->in_dtype != mtl_tensor_dtype(x)) {
-            return mtli_cfg_error(input, MTL_ERR_SHAPE,
-                                  "data.%s.input: samples differ from the training input's in "
-                                  "shape or dtype",
-                                  g_splits[s]);
-        }
-        const mtli_cnode *labels = mtli_cnode_get(sp, "labels");
         for (int t = 0; t < tasks->n; t++) {
-            const mtli_cnode *task = tasks->vals[t];
-            const char *name = mtli_task_str(task, "name", "");
-            const mtli_cnode *lf = mtli_cnode_get(labels, name);
-            if (!lf)
-                continue;
-            mtl_tensor **y = &d->y[s][t];
-            MTLI_TRY(load_file(cfg, lf, y));
-            if (mtl_tensor_dim(*y, 0) != n)
-                return mtli_cfg_error(lf, MTL_ERR_SHAPE,
-                                      "data.%s.labels.%s: %lld rows, but the input has %lld",
-                                      g_splits[s], name, (long long)mtl_tensor_dim(*y, 0),
-                                      (long long)n);
-            char what[300];
-            mtli_cnode_where(lf, what, sizeof what);
-            mtl_status st = uses_class_ids(task) ? to_class_ids(y, what) : to_float_2d(y);
-            if (st != MTL_OK)
-                return st;
+            const mtli_cnode *sp = mtli_cnode_get(mtli_cnode_get(tasks->vals[t], "data"), g_splits[s]);
+            snprintf(what, sizeof what, "tasks.%s.data.%s", mtli_task_str(tasks->vals[t], "name", ""),
+                     g_splits[s]);
+            MTLI_TRY(load_npy_split(cfg, d, sp, what, &d->tx[s][t], s, t));
         }
     }
     return MTL_OK;
@@ -551,35 +597,46 @@ static mtl_status fit_encoder(const mtl_config *cfg, mtli_cdata *d, const mtl_cs
     return st;
 }
 
+mtl_status mtli_cdata_encode_input(const mtli_cdata *d, const mtl_csv *table, mtl_tensor **out)
+{
+    *out = NULL;
+    int64_t n = mtl_csv_num_rows(table);
+    int nid = mtl_encoder_num_id_columns(d->enc);
+    if (!nid)
+        return mtl_encoder_transform(out, d->enc, table);
+    /* id columns side by side, each shifted past the ids of the columns before it, so one
+     * embedding table serves them all */
+    int64_t shape[2] = {n, nid};
+    mtl_tensor *x;
+    MTLI_TRY(mtl_tensor_create(&x, MTL_INT32, 2, shape));
+    int32_t *xv = mtl_tensor_data(x);
+    int32_t offset = 0;
+    for (int j = 0; j < nid; j++) {
+        mtl_tensor *ids;
+        mtl_status st = mtl_encoder_transform_ids(&ids, d->enc, table, j);
+        if (st != MTL_OK) {
+            mtl_tensor_free(x);
+            return st;
+        }
+        const int32_t *v = mtl_tensor_data_const(ids);
+        for (int64_t i = 0; i < n; i++)
+            xv[i * nid + j] = v[i] + offset;
+        offset += mtl_encoder_num_ids(d->enc, j);
+        mtl_tensor_free(ids);
+    }
+    *out = x;
+    return MTL_OK;
+}
+
 /* Encode one table: the input tensor and the targets of every task. */
 static mtl_status encode_table(const mtl_config *cfg, mtli_cdata *d, const mtl_csv *table,
                                int s, const mtli_cnode *where)
 {
     const mtli_cnode *tasks = mtli_config_tasks(cfg);
     int64_t n = mtl_csv_num_rows(table);
-    int nid = mtl_encoder_num_id_columns(d->enc);
-    mtl_status st;
-    if (nid) {
-        int64_t shape[2] = {n, nid};
-        MTLI_TRY(mtl_tensor_create(&d->x[s], MTL_INT32, 2, shape));
-        int32_t *x = mtl_tensor_data(d->x[s]);
-        int32_t offset = 0;
-        for (int j = 0; j < nid; j++) {
-            mtl_tensor *ids;
-            st = mtl_encoder_transform_ids(&ids, d->enc, table, j);
-            if (st != MTL_OK)
-                return mtli_cfg_prefix(where, st);
-            const int32_t *v = mtl_tensor_data_const(ids);
-            for (int64_t i = 0; i < n; i++)
-                x[i * nid + j] = v[i] + offset;
-            offset += mtl_encoder_num_ids(d->enc, j);
-            mtl_tensor_free(ids);
-        }
-    } else {
-        st = mtl_encoder_transform(&d->x[s], d->enc, table);
-        if (st != MTL_OK)
-            return mtli_cfg_prefix(where, st);
-    }
+    mtl_status st = mtli_cdata_encode_input(d, table, &d->x[s]);
+    if (st != MTL_OK)
+        return mtli_cfg_prefix(where, st);
     for (int t = 0; t < tasks->n; t++) {
         const mtli_cnode *task = tasks->vals[t];
         mtl_tensor **y = &d->y[s][t];
@@ -664,6 +721,8 @@ static mtl_status derive_outputs(const mtl_config *cfg, mtli_cdata *d)
         const mtli_cnode *classes = mtli_cnode_get(task, "classes");
         const mtli_cnode *outputs = mtli_cnode_get(task, "outputs");
         int64_t cols = d->y[0][t] ? row_elems(d->y[0][t]) : 0;
+        if (!d->y[0][t])
+            return mtli_cfg_error(task, MTL_ERR_NOT_FOUND, "tasks.%s: no training labels", name);
         if (uses_class_ids(task)) {
             /* class count: given, or the largest id seen in any split + 1 */
             int64_t k = d->classes[t];
@@ -726,13 +785,15 @@ mtl_status mtli_cdata_load(const mtl_config *cfg, mtli_cdata **out)
     *out = NULL;
     const mtli_cnode *data = mtli_cnode_get(cfg->root, "data");
     const mtli_cnode *train = mtli_cnode_get(data, "train");
-    if (!train)
+    const mtli_cnode *tasks = mtli_config_tasks(cfg);
+    int multi = mtli_cnode_get(tasks->vals[0], "data") != NULL;
+    if (!train && !multi)
         return mtli_error(MTL_ERR_NOT_FOUND, "%s: no training data (data.train is not set)",
                           cfg->path);
-    const mtli_cnode *tasks = mtli_config_tasks(cfg);
     mtli_cdata *d = NULL;
     MTLI_TRY(cdata_new(tasks->n, &d));
-    mtl_status st = mtli_cnode_get(train, "file") ? load_csv(cfg, d) : load_npy(cfg, d);
+    d->multi = multi;
+    mtl_status st = !multi && mtli_cnode_get(train, "file") ? load_csv(cfg, d) : load_npy(cfg, d);
     if (st == MTL_OK)
         st = carve_fractions(cfg, d);
     if (st == MTL_OK)

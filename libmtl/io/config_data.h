@@ -1,7 +1,7 @@
 /* Internal: the data a configuration describes, loaded into tensors (config_data.c).
  *
- * Per split (train, validation, test): one input tensor [N, sample...] and one target tensor
- * per task in the layout its loss takes — int32 class ids [N] (-1 missing) for
+ * Per split (train, validation, test): one input tensor [N, sample...] (or, for multi-input
+ * problems, one per task) and one target tensor per task in the layout its loss takes — int32 class ids [N] (-1 missing) for
  * cross_entropy, float32 [N, C] (NaN missing) for bce and the regression losses. CSV tables
  * go through one encoder fitted on the training table; fractions of the training rows become
  * validation/test splits after a seeded shuffle. */
@@ -24,7 +24,9 @@ struct mtli_cdata {
     int64_t in_shape[3];
     int64_t *outputs;           /* per task: output units of the final layer */
     int64_t *classes;           /* per task: number of classes (0: not a class label) */
-    mtl_tensor *x[MTLI_NSPLITS];   /* NULL: no such split */
+    int multi;                     /* each task has its own inputs (tasks.*.data) */
+    mtl_tensor *x[MTLI_NSPLITS];   /* single input: NULL when there is no such split */
+    mtl_tensor **tx[MTLI_NSPLITS]; /* multi-input: ntasks inputs each (NULL: none) */
     mtl_tensor **y[MTLI_NSPLITS];  /* ntasks each; an entry is NULL when the split lacks it */
     mtl_encoder *enc;           /* CSV: fitted on the training table */
     int *label_index;           /* CSV: per task, its encoder label (-1: numeric columns) */
@@ -44,6 +46,10 @@ mtl_status mtli_cdata_balanced_weights(const mtli_cdata *d, int task, float **w,
  * "validation", "test" or NULL (data.csv only). path: NULL for the split's own file. */
 mtl_status mtli_cdata_read_csv(const mtl_config *cfg, const char *split, const char *path,
                                mtl_csv **out);
+
+/* Encode the input of a CSV table with the fitted encoder: float32 features, or int32 ids
+ * (id column j shifted by the id ranges of columns 0..j-1). */
+mtl_status mtli_cdata_encode_input(const mtli_cdata *d, const mtl_csv *table, mtl_tensor **out);
 
 /* Resolve a data path against the configuration's directory and data.dir (mtli_malloc'ed). */
 mtl_status mtli_config_data_path(const mtl_config *cfg, const char *rel, char **out);

@@ -16,8 +16,10 @@
 #include "core/error.h"
 #include "mtl/config.h"
 #include "mtl/data.h"
+#include "mtl/dataset.h"
 #include "mtl/model.h"
 #include "mtl/optim.h"
+#include "mtl/train.h"
 #include "mtl/weighting.h"
 
 /* ---- document tree --------------------------------------------------------------------- */
@@ -106,6 +108,9 @@ struct mtl_config {
     mtli_cnode *user;    /* the user's tree: validated and normalised, without defaults */
     mtli_csrc *sources;  /* every source of nodes (file, --set overrides) */
     mtli_cdata *data;    /* loaded data, lazily (config_data.c) */
+    int data_lent;       /* datasets borrow data's tensors: settings are frozen */
+    mtl_dataset **ds;    /* datasets made for trainers (freed with the config) */
+    int nds;
 };
 
 /* Schema and semantic checks of a user tree, normalising it in place (config_schema.c). */
@@ -179,8 +184,9 @@ typedef enum {
 } mtli_task_kind;
 mtli_task_kind mtli_task_kind_of(const mtli_cnode *task);
 const char *mtli_task_default_loss(mtli_task_kind k);
-/* Default metrics of a kind, NULL-terminated. */
-const char *const *mtli_task_default_metrics(mtli_task_kind k);
+/* The metrics evaluation reports for a task without a metrics list (the trainer's
+ * defaults for its loss), NULL-terminated. */
+const char *const *mtli_task_default_metrics(const mtli_cnode *task);
 
 /* ---- building (config_build.c) --------------------------------------------------------- */
 
@@ -193,6 +199,10 @@ mtl_status mtli_config_make_model(const mtl_config *cfg, mtl_model **out, mtl_dt
 mtl_status mtli_config_apply_optimizer(const mtl_config *cfg, mtl_optimizer **out,
                                        mtl_model *model, int64_t steps_per_epoch);
 mtl_status mtli_config_make_weighting(const mtl_config *cfg, mtl_weighting **out);
+/* Set the training keys (all but the program's own: threads, resume, progress) and each
+ * task's metric list on a trainer. */
+mtl_status mtli_config_apply_trainer(const mtl_config *cfg, mtl_trainer *tr);
+int mtli_config_program_key(const char *key);
 
 /* Set an option through one of three typed setters, picked by the scalar's form: an integer
  * (or a boolean: 0/1) through set_int, another number through set_double, anything else

@@ -30,6 +30,11 @@
     {p ".labels.*", MTLI_ST_PATH, 0, NULL, NULL, 0, 0, NULL},                               \
     CSV_KEYS(p)
 
+#define TASK_SPLIT(p)                                                                       \
+    {p, MTLI_ST_MAP, 0, NULL, NULL, 0, 0, NULL},                                            \
+    {p ".input", MTLI_ST_PATH, 0, NULL, NULL, 0, 0, NULL},                                  \
+    {p ".labels", MTLI_ST_PATH, 0, NULL, NULL, 0, 0, NULL}
+
 #define LAYERS(p) {p, MTLI_ST_SEQ, 0, NULL, NULL, 0, 0, NULL}, \
                   {p ".*", MTLI_ST_LAYER, 0, "kind", NULL, 0, 0, NULL}
 
@@ -38,8 +43,8 @@
     {p ".schedule_interval", MTLI_ST_INT, MTLI_SF_NUMBER_OR_ENUM, NULL, NULL, 1, BIG, "epoch"}, \
     {p ".total_steps", MTLI_ST_INT, MTLI_SF_NUMBER_OR_ENUM, NULL, NULL, 1, BIG, "auto"}
 
-/* Maps that are only created when the file has them: data, model.input,
- * training.early_stopping, training.checkpoint (their absence means "off" or "derived"). */
+/* Mappings other than those in g_always exist only when the file has them (data,
+ * model.input: their absence means "derived" or "none"). */
 static const mtli_skey g_schema[] = {
     {"", MTLI_ST_MAP, 0, NULL, NULL, 0, 0, NULL},
 
@@ -92,6 +97,13 @@ static const mtli_skey g_schema[] = {
     {"tasks.*.metrics", MTLI_ST_STRINGS, 0, NULL, NULL, 0, 0, NULL},
     {"tasks.*.weight", MTLI_ST_DOUBLE, 0, NULL, "1", 0, INFINITY, NULL},
     {"tasks.*.positive", MTLI_ST_STRING, 0, NULL, NULL, 0, 0, NULL},
+    /* multi-input problems: each task its own .npy inputs and labels */
+    {"tasks.*.data", MTLI_ST_MAP, 0, NULL, NULL, 0, 0, NULL},
+    TASK_SPLIT("tasks.*.data.train"),
+    TASK_SPLIT("tasks.*.data.validation"),
+    {"tasks.*.data.validation.fraction", MTLI_ST_DOUBLE, MTLI_SF_LO_OPEN | MTLI_SF_HI_OPEN, NULL, NULL, 0, 1, NULL},
+    TASK_SPLIT("tasks.*.data.test"),
+    {"tasks.*.data.test.fraction", MTLI_ST_DOUBLE, MTLI_SF_LO_OPEN | MTLI_SF_HI_OPEN, NULL, NULL, 0, 1, NULL},
 
     {"weighting", MTLI_ST_OPEN, 0, "method", NULL, 0, 0, NULL},
     {"weighting.method", MTLI_ST_STRING, 0, NULL, NULL, 0, 0, NULL},
@@ -105,30 +117,31 @@ static const mtli_skey g_schema[] = {
     {"optimizer.lr_scale", MTLI_ST_DICT, 0, NULL, NULL, 0, 0, NULL},
     {"optimizer.lr_scale.*", MTLI_ST_DOUBLE, 0, NULL, NULL, 0, INFINITY, NULL},
 
-    {"training", MTLI_ST_MAP, 0, NULL, NULL, 0, 0, NULL},
-    {"training.epochs", MTLI_ST_INT, 0, NULL, "10", 1, 1e9, NULL},
+    /* the trainer's keys (mtl_trainer_set_*), with its defaults; other keys pass to it */
+    {"training", MTLI_ST_OPEN, 0, NULL, NULL, 0, 0, NULL},
+    {"training.epochs", MTLI_ST_INT, 0, NULL, "10", 1, 1e15, NULL},
     {"training.batch_size", MTLI_ST_INT, 0, NULL, "32", 1, 16777216, NULL},
-    {"training.eval_batch_size", MTLI_ST_INT, 0, NULL, NULL, 1, 16777216, NULL},
+    {"training.eval_batch_size", MTLI_ST_INT, 0, NULL, "0", 0, 16777216, NULL},
     {"training.seed", MTLI_ST_INT, 0, NULL, "0", 0, 9.2e18, NULL},
-    {"training.threads", MTLI_ST_INT, 0, NULL, "1", 1, 1024, NULL},
     {"training.shuffle", MTLI_ST_BOOL, 0, NULL, "true", 0, 0, NULL},
     {"training.drop_last", MTLI_ST_BOOL, 0, NULL, "false", 0, 0, NULL},
-    {"training.eval_every", MTLI_ST_INT, 0, NULL, "1", 0, 1e9, NULL},
-    {"training.eval_every_steps", MTLI_ST_INT, 0, NULL, "0", 0, BIG, NULL},
-    {"training.sampling", MTLI_ST_ENUM, 0, NULL, "all", 0, 0,
+    {"training.eval_every", MTLI_ST_INT, 0, NULL, "1", 0, 1e15, NULL},
+    {"training.eval_every_steps", MTLI_ST_INT, 0, NULL, "0", 0, 1e15, NULL},
+    {"training.max_steps", MTLI_ST_INT, 0, NULL, "0", 0, 1e15, NULL},
+    {"training.sampler", MTLI_ST_ENUM, 0, NULL, "all", 0, 0,
      "all|round_robin|proportional|temperature|uniform"},
     {"training.temperature", MTLI_ST_DOUBLE, MTLI_SF_LO_OPEN, NULL, "2", 0, INFINITY, NULL},
-    {"training.early_stopping", MTLI_ST_MAP, 0, "metric", NULL, 0, 0, NULL},
-    {"training.early_stopping.metric", MTLI_ST_STRING, MTLI_SF_REQUIRED, NULL, NULL, 0, 0, NULL},
-    {"training.early_stopping.patience", MTLI_ST_INT, 0, NULL, "5", 1, 1e9, NULL},
-    {"training.early_stopping.min_delta", MTLI_ST_DOUBLE, 0, NULL, "0", 0, INFINITY, NULL},
-    {"training.early_stopping.mode", MTLI_ST_ENUM, 0, NULL, "auto", 0, 0, "auto|min|max"},
-    {"training.checkpoint", MTLI_ST_MAP, 0, "path", NULL, 0, 0, NULL},
-    {"training.checkpoint.path", MTLI_ST_PATH, MTLI_SF_REQUIRED, NULL, NULL, 0, 0, NULL},
-    {"training.checkpoint.every", MTLI_ST_INT, 0, NULL, "1", 0, 1e9, NULL},
-    {"training.checkpoint.keep_best", MTLI_ST_BOOL, 0, NULL, "false", 0, 0, NULL},
-    {"training.checkpoint.resume", MTLI_ST_BOOL, 0, NULL, "false", 0, 0, NULL},
-    {"training.log", MTLI_ST_PATH, MTLI_SF_NULLABLE, NULL, NULL, 0, 0, NULL},
+    {"training.early_stopping_metric", MTLI_ST_STRING, 0, NULL, "", 0, 0, NULL},
+    {"training.early_stopping_patience", MTLI_ST_INT, 0, NULL, "0", 0, 1e15, NULL},
+    {"training.early_stopping_min_delta", MTLI_ST_DOUBLE, 0, NULL, "0", 0, INFINITY, NULL},
+    {"training.early_stopping_mode", MTLI_ST_ENUM, 0, NULL, "auto", 0, 0, "auto|min|max"},
+    {"training.checkpoint_path", MTLI_ST_STRING, 0, NULL, "", 0, 0, NULL},
+    {"training.checkpoint_every", MTLI_ST_INT, 0, NULL, "0", 0, 1e15, NULL},
+    {"training.checkpoint_pattern", MTLI_ST_STRING, 0, NULL, "", 0, 0, NULL},
+    {"training.log_path", MTLI_ST_STRING, 0, NULL, "", 0, 0, NULL},
+    /* read by the mtl program, not the trainer */
+    {"training.threads", MTLI_ST_INT, 0, NULL, "1", 1, 1024, NULL},
+    {"training.resume", MTLI_ST_STRING, 0, NULL, "", 0, 0, NULL},
     {"training.progress", MTLI_ST_ENUM, 0, NULL, "auto", 0, 0, "auto|bar|lines|none"},
 };
 #define NSCHEMA ((int)(sizeof g_schema / sizeof g_schema[0]))
@@ -172,18 +185,19 @@ const char *mtli_task_default_loss(mtli_task_kind k)
     return "mse";
 }
 
-const char *const *mtli_task_default_metrics(mtli_task_kind k)
+const char *const *mtli_task_default_metrics(const mtli_cnode *task)
 {
-    static const char *const cls[] = {"accuracy", "f1_macro", NULL};
-    static const char *const bin[] = {"accuracy", "f1", "roc_auc", NULL};
+    /* the trainer's defaults, by loss (see mtl/train.h) */
+    static const char *const ce[] = {"accuracy", "precision_macro", "recall_macro", "f1_macro", NULL};
+    static const char *const bin[] = {"accuracy", "precision", "recall", "f1", "roc_auc", NULL};
     static const char *const ml[] = {"accuracy", NULL};
     static const char *const reg[] = {"mse", "mae", "r2", NULL};
-    switch (k) {
-    case MTLI_TASK_CLASSIFICATION: return cls;
-    case MTLI_TASK_BINARY: return bin;
-    case MTLI_TASK_MULTILABEL: return ml;
-    case MTLI_TASK_REGRESSION: return reg;
-    }
+    mtli_task_kind k = mtli_task_kind_of(task);
+    const char *loss = mtli_task_str(mtli_cnode_get(task, "loss"), "name", mtli_task_default_loss(k));
+    if (strcmp(loss, "cross_entropy") == 0)
+        return ce;
+    if (strcmp(loss, "bce") == 0)
+        return k == MTLI_TASK_MULTILABEL ? ml : bin;
     return reg;
 }
 
@@ -423,7 +437,9 @@ static mtl_status expand_shorthand(mtli_cnode **slot, const vpath *p, const mtli
 {
     mtli_cnode *n = *slot;
     const char *key = e->shorthand;
-    if ((strcmp(p->pattern, "data.validation") == 0 || strcmp(p->pattern, "data.test") == 0)) {
+    if (strcmp(p->pattern, "data.validation") == 0 || strcmp(p->pattern, "data.test") == 0 ||
+        strcmp(p->pattern, "tasks.*.data.validation") == 0 ||
+        strcmp(p->pattern, "tasks.*.data.test") == 0) {
         double d;
         if (mtli_scalar_double(n, &d))
             key = "fraction";
@@ -691,11 +707,71 @@ static int is_split_npy(const mtli_cnode *s)
 static const char *const g_csv_keys[] = {"header", "delimiter", "na_values", "skip_rows",
                                          "comment", "trim", "strip_suffix", NULL};
 
+/* Multi-input problems: every task has its own data, and data holds no splits. */
+static mtl_status check_task_data(const mtli_cnode *root, int *multi)
+{
+    static const char *const splits[] = {"train", "validation", "test"};
+    const mtli_cnode *data = mtli_cnode_get(root, "data");
+    const mtli_cnode *tasks = mtli_cnode_get(root, "tasks");
+    const mtli_cnode *first = NULL;
+    *multi = 0;
+    for (int t = 0; t < tasks->n; t++) {
+        const mtli_cnode *td = mtli_cnode_get(tasks->vals[t], "data");
+        const char *name = mtli_task_str(tasks->vals[t], "name", "");
+        if (td && !first)
+            first = td;
+        if (!td)
+            continue;
+        for (int s = 0; s < 3; s++) {
+            const mtli_cnode *sp = mtli_cnode_get(td, splits[s]);
+            if (!sp)
+                continue;
+            int frac = mtli_cnode_get(sp, "fraction") != NULL;
+            if (frac && sp->n > 1)
+                return mtli_cfg_error(sp, MTL_ERR_INVALID_ARGUMENT,
+                                      "tasks.%s.data.%s: 'fraction' goes alone", name, splits[s]);
+            if (!frac && (!mtli_cnode_get(sp, "input") || !mtli_cnode_get(sp, "labels")))
+                return mtli_cfg_error(sp, MTL_ERR_NOT_FOUND,
+                                      "tasks.%s.data.%s: expected 'input' and 'labels' (.npy "
+                                      "files)%s",
+                                      name, splits[s], s ? " or 'fraction'" : "");
+        }
+        if (!mtli_cnode_get(td, "train"))
+            return mtli_cfg_error(td, MTL_ERR_NOT_FOUND, "tasks.%s.data: missing required key 'train'",
+                                  name);
+    }
+    if (!first)
+        return MTL_OK;
+    *multi = 1;
+    for (int t = 0; t < tasks->n; t++)
+        if (!mtli_cnode_get(tasks->vals[t], "data"))
+            return mtli_cfg_error(tasks->vals[t], MTL_ERR_NOT_FOUND,
+                                  "tasks.%s: missing 'data' (when one task has its own data, "
+                                  "every task needs it)",
+                                  mtli_task_str(tasks->vals[t], "name", ""));
+    for (int i = 0; data && i < data->n; i++)
+        if (strcmp(data->keys[i]->text, "dir") != 0)
+            return mtli_cfg_error(data->keys[i], MTL_ERR_INVALID_ARGUMENT,
+                                  "data.%s: the tasks have their own data (tasks.*.data); only "
+                                  "data.dir applies",
+                                  data->keys[i]->text);
+    for (int t = 0; t < tasks->n; t++) {
+        int at = mtli_cnode_index(tasks->vals[t], "label");
+        if (at >= 0)
+            return mtli_cfg_error(tasks->vals[t]->keys[at], MTL_ERR_INVALID_ARGUMENT,
+                                  "tasks.%s.label: label columns are for CSV data",
+                                  mtli_task_str(tasks->vals[t], "name", ""));
+    }
+    return MTL_OK;
+}
+
 static mtl_status check_data(const mtli_cnode *root)
 {
     const mtli_cnode *data = mtli_cnode_get(root, "data");
     const mtli_cnode *tasks = mtli_cnode_get(root, "tasks");
-    if (!data)
+    int multi;
+    MTLI_TRY(check_task_data(root, &multi));
+    if (!data || multi)
         return MTL_OK;
     static const char *const splits[] = {"train", "validation", "test"};
     int npy = -1; /* unknown */
@@ -876,13 +952,12 @@ static mtl_status check_tasks(const mtli_cnode *root)
     return MTL_OK;
 }
 
+/* Whether evaluation reports metric for task (its list, or the trainer's defaults). */
 static int task_has_metric(const mtli_cnode *task, const char *metric)
 {
     const mtli_cnode *metrics = mtli_cnode_get(task, "metrics");
-    if (strcmp(metric, "loss") == 0)
-        return 1;
     if (!metrics) {
-        for (const char *const *m = mtli_task_default_metrics(mtli_task_kind_of(task)); *m; m++)
+        for (const char *const *m = mtli_task_default_metrics(task); *m; m++)
             if (strcmp(*m, metric) == 0)
                 return 1;
         return 0;
@@ -895,34 +970,74 @@ static int task_has_metric(const mtli_cnode *task, const char *metric)
     return 0;
 }
 
+static int has_validation(const mtli_cnode *root)
+{
+    const mtli_cnode *tasks = mtli_cnode_get(root, "tasks");
+    if (mtli_cnode_get(mtli_cnode_get(root, "data"), "validation"))
+        return 1;
+    for (int t = 0; t < tasks->n; t++)
+        if (mtli_cnode_get(mtli_cnode_get(tasks->vals[t], "data"), "validation"))
+            return 1;
+    return 0;
+}
+
+/* early_stopping_metric: "train.loss", "val.loss", "<split>.<task>.loss",
+ * "val.<task>.<metric>" or "val.<task>.<precision|recall|f1>.<class>" (with per_class). */
 static mtl_status check_training(const mtli_cnode *root)
 {
     const mtli_cnode *tasks = mtli_cnode_get(root, "tasks");
-    const mtli_cnode *es = mtli_cnode_get(mtli_cnode_get(root, "training"), "early_stopping");
-    const mtli_cnode *metric = mtli_cnode_get(es, "metric");
-    if (metric) {
-        const char *m = metric->text;
-        if (strcmp(m, "loss") == 0)
-            return MTL_OK;
-        const char *dot = strrchr(m, '.');
-        if (dot) {
-            for (int t = 0; t < tasks->n; t++) {
-                const char *name = mtli_task_str(tasks->vals[t], "name", "");
-                if (strlen(name) == (size_t)(dot - m) && strncmp(name, m, (size_t)(dot - m)) == 0) {
-                    if (task_has_metric(tasks->vals[t], dot + 1))
-                        return MTL_OK;
-                    return mtli_cfg_error(metric, MTL_ERR_NOT_FOUND,
-                                          "training.early_stopping.metric: task '%s' does not "
-                                          "compute '%s' (add it to tasks.%s.metrics)",
-                                          name, dot + 1, name);
-                }
-            }
-        }
-        return mtli_cfg_error(metric, MTL_ERR_NOT_FOUND,
-                              "training.early_stopping.metric: '%s' is not 'loss', "
-                              "'<task>.loss' or '<task>.<metric>' of a task",
+    const mtli_cnode *metric = mtli_cnode_get(mtli_cnode_get(root, "training"), "early_stopping_metric");
+    if (!metric || !metric->text[0])
+        return MTL_OK;
+    const char *m = metric->text;
+    int val = strncmp(m, "val.", 4) == 0;
+    if (!val && strncmp(m, "train.", 6) != 0)
+        return mtli_cfg_error(metric, MTL_ERR_INVALID_ARGUMENT,
+                              "training.early_stopping_metric: '%s' does not start with 'val.' "
+                              "or 'train.'",
                               m);
+    if (val && mtli_cnode_get(root, "data") && !has_validation(root))
+        return mtli_cfg_error(metric, MTL_ERR_INVALID_ARGUMENT,
+                              "training.early_stopping_metric: '%s' needs validation data "
+                              "(data.validation)",
+                              m);
+    const char *rest = m + (val ? 4 : 6);
+    if (strcmp(rest, "loss") == 0)
+        return MTL_OK;
+    const char *dot = strchr(rest, '.');
+    size_t tl = dot ? (size_t)(dot - rest) : strlen(rest);
+    const mtli_cnode *task = NULL;
+    for (int t = 0; t < tasks->n; t++) {
+        const char *name = mtli_task_str(tasks->vals[t], "name", "");
+        if (strlen(name) == tl && strncmp(name, rest, tl) == 0)
+            task = tasks->vals[t];
     }
+    if (!task)
+        return mtli_cfg_error(metric, MTL_ERR_NOT_FOUND,
+                              "training.early_stopping_metric: '%s' names no task (expected "
+                              "'%s.loss' or '%s.<task>.<metric>')",
+                              m, val ? "val" : "train", val ? "val" : "train");
+    const char *name = dot ? dot + 1 : "";
+    if (strcmp(name, "loss") == 0)
+        return MTL_OK;
+    char base[64];
+    snprintf(base, sizeof base, "%s", name);
+    char *cls = strchr(base, '.');
+    int ok;
+    if (cls) {
+        *cls = '\0';
+        ok = (!strcmp(base, "precision") || !strcmp(base, "recall") || !strcmp(base, "f1")) &&
+             task_has_metric(task, "per_class");
+    } else {
+        ok = task_has_metric(task, base);
+    }
+    if (!val || !ok)
+        return mtli_cfg_error(metric, MTL_ERR_NOT_FOUND,
+                              "training.early_stopping_metric: %s does not report '%s' for "
+                              "task '%s'%s",
+                              val ? "validation" : "training", name,
+                              mtli_task_str(task, "name", ""),
+                              val ? " (add it to the task's metrics)" : " (only its loss)");
     return MTL_OK;
 }
 
@@ -993,15 +1108,6 @@ static mtl_status fill_defaults(mtli_cnode *root)
         MTLI_TRY(ensure_map(root, *k, &m));
         MTLI_TRY(fill_map(m, *k));
     }
-    mtli_cnode *training = mtli_cnode_get(root, "training");
-    if (!mtli_cnode_get(training, "eval_batch_size"))
-        MTLI_TRY(put_default(training, "eval_batch_size",
-                             mtli_cnode_get(training, "batch_size")->text, 0));
-    MTLI_TRY(fill_map(mtli_cnode_get(training, "early_stopping") ? mtli_cnode_get(training, "early_stopping") : training,
-                      mtli_cnode_get(training, "early_stopping") ? "training.early_stopping" : "training"));
-    mtli_cnode *ck = mtli_cnode_get(training, "checkpoint");
-    if (ck)
-        MTLI_TRY(fill_map(ck, "training.checkpoint"));
     mtli_cnode *model = mtli_cnode_get(root, "model");
     mtli_cnode *trunk;
     MTLI_TRY(ensure_map(model, "trunk", &trunk));
@@ -1010,18 +1116,23 @@ static mtl_status fill_defaults(mtli_cnode *root)
     mtli_cnode *input = mtli_cnode_get(model, "input");
     if (input)
         MTLI_TRY(fill_map(input, "model.input"));
-    mtli_cnode *sched = mtli_cnode_get(mtli_cnode_get(root, "optimizer"), "schedule");
-    if (sched)
+    mtli_cnode *opt = mtli_cnode_get(root, "optimizer");
+    mtli_cnode *sched = mtli_cnode_get(opt, "schedule");
+    if (sched) {
         MTLI_TRY(fill_map(sched, "optimizer.schedule"));
+        /* cosine and linear run to total_steps: by default the end of training */
+        const char *name = mtli_task_str(sched, "name", "");
+        if ((strcmp(name, "cosine") == 0 || strcmp(name, "linear") == 0) &&
+            !mtli_cnode_get(opt, "total_steps"))
+            MTLI_TRY(put_default(sched, "total_steps", "auto", 0));
+    }
     mtli_cnode *data = mtli_cnode_get(root, "data");
-    if (data) {
+    mtli_cnode *train = mtli_cnode_get(data, "train");
+    if (train && mtli_cnode_get(train, "file")) {
+        mtli_cnode *csv;
         MTLI_TRY(fill_map(data, "data"));
-        mtli_cnode *train = mtli_cnode_get(data, "train");
-        if (train && mtli_cnode_get(train, "file")) {
-            mtli_cnode *csv;
-            MTLI_TRY(ensure_map(data, "csv", &csv));
-            MTLI_TRY(fill_map(csv, "data.csv"));
-        }
+        MTLI_TRY(ensure_map(data, "csv", &csv));
+        MTLI_TRY(fill_map(csv, "data.csv"));
         mtli_cnode *feats = mtli_cnode_get(data, "features");
         for (int i = 0; feats && i < feats->n; i++)
             MTLI_TRY(fill_map(feats->vals[i], "data.features.*"));
@@ -1043,22 +1154,6 @@ static mtl_status fill_defaults(mtli_cnode *root)
         mtli_cnode *loss;
         MTLI_TRY(ensure_map(task, "loss", &loss));
         MTLI_TRY(put_default(loss, "name", mtli_task_default_loss(kind), 1));
-        if (!mtli_cnode_get(task, "metrics")) {
-            mtli_cnode *k = mtli_cnode_scalar("metrics", 1, task);
-            mtli_cnode *seq = mtli_cnode_new(MTLI_CN_SEQ, task);
-            if (!k || !seq) {
-                mtli_cnode_free(k);
-                mtli_cnode_free(seq);
-                return mtli_oom("metrics list", 16);
-            }
-            MTLI_TRY(mtli_cnode_map_add(task, k, seq));
-            for (const char *const *m = mtli_task_default_metrics(kind); *m; m++) {
-                mtli_cnode *item = mtli_cnode_scalar(*m, 1, task);
-                if (!item)
-                    return mtli_oom("metric name", 16);
-                MTLI_TRY(mtli_cnode_seq_add(seq, item));
-            }
-        }
     }
     return MTL_OK;
 }
