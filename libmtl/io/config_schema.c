@@ -31,7 +31,7 @@
     CSV_KEYS(p)
 
 #define TASK_SPLIT(p)                                                                       \
-    {p, MTLI_ST_MAP, 0, NULL, NULL, 0, 0, NULL},                                            \
+    {p, MTLI_ST_MAP, 0, "input", NULL, 0, 0, NULL},                                            \
     {p ".input", MTLI_ST_PATH, 0, NULL, NULL, 0, 0, NULL},                                  \
     {p ".labels", MTLI_ST_PATH, 0, NULL, NULL, 0, 0, NULL}
 
@@ -286,7 +286,7 @@ static void range_text(const mtli_skey *e, char *buf, size_t cap)
         snprintf(lo, sizeof lo, "%g", e->lo);
         snprintf(hi, sizeof hi, "%g", e->hi);
     }
-    if (isinf(e->hi) || e->hi >= BIG)
+    if (isinf(e->hi) || e->hi >= 1e12)
         snprintf(buf, cap, "%s %s", e->flags & MTLI_SF_LO_OPEN ? ">" : ">=", lo);
     else
         snprintf(buf, cap, "in %s%s, %s%s", e->flags & MTLI_SF_LO_OPEN ? "(" : "[", lo, hi,
@@ -475,7 +475,15 @@ static mtl_status validate_map(mtli_cnode **slot, const vpath *p, const mtli_ske
             vpath_push(&c, p, key, key);
             if (!mtli_schema_find(c.pattern) || !key[0] || strcmp(key, "*") == 0) {
                 if (e->type == MTLI_ST_OPEN) {
-                    /* passed to the API, which validates name and value */
+                    /* passed to the API, which validates name and value; a near miss of a
+                     * documented key is most likely a typo of it */
+                    char keys[1200];
+                    const char *best;
+                    child_keys(p->pattern, key, keys, sizeof keys, &best);
+                    if (best && distance(key, best) <= 2 && strlen(key) > 3)
+                        return mtli_cfg_error(n->keys[i], MTL_ERR_INVALID_ARGUMENT,
+                                              "unknown key '%s' in %s (did you mean '%s'?)", key,
+                                              p->path, best);
                     const mtli_cnode *v = n->vals[i];
                     if (v->kind != MTLI_CN_SCALAR) {
                         char db[100];
@@ -940,6 +948,15 @@ static mtl_status check_tasks(const mtli_cnode *root)
         int nm = metrics ? (metrics->kind == MTLI_CN_SEQ ? metrics->n : 1) : 0;
         for (int i = 0; i < nm; i++) {
             const mtli_cnode *m = metrics->kind == MTLI_CN_SEQ ? metrics->vals[i] : metrics;
+            if (strcmp(m->text, "per_class") == 0) {
+                /* per-class precision/recall/F1 of a class label (the trainer's extra) */
+                if (kind == MTLI_TASK_REGRESSION || kind == MTLI_TASK_MULTILABEL)
+                    return mtli_cfg_error(m, MTL_ERR_INVALID_ARGUMENT,
+                                          "tasks.%s.metrics: 'per_class' applies to "
+                                          "classification and binary tasks",
+                                          name);
+                continue;
+            }
             if (mtl_metric_lower_is_better(m->text) < 0)
                 return mtli_cfg_prefix(m, mtl_last_status() == MTL_OK ? MTL_ERR_NOT_FOUND
                                                                        : mtl_last_status());
