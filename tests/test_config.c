@@ -816,6 +816,19 @@ START_TEST(dump_reads_back_as_the_same_configuration)
     free(b);
     mtl_config_free(c2);
     mtl_config_free(c);
+    /* the same with the default weighting, shorthands and a task mapping */
+    c = parse("tasks: {a: {kind: binary, loss: bce}, b: {kind: regression, head: [relu]}}\n"
+              "model: {input: {shape: [3]}, trunk: [{kind: linear, out: 4}, tanh]}\n"
+              "optimizer: {schedule: cosine}\n");
+    mtl_config_dump(c, NULL, 0, &need);
+    a = malloc(need);
+    ck_assert_ok(mtl_config_dump(c, a, need, NULL));
+    ck_assert_ptr_nonnull(strstr(a, "  - name: a\n    kind: binary\n"));
+    ck_assert_ptr_nonnull(strstr(a, "total_steps: auto"));
+    c2 = parse(a);
+    mtl_config_free(c2);
+    free(a);
+    mtl_config_free(c);
     remove_tmp();
 }
 END_TEST

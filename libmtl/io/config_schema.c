@@ -95,7 +95,8 @@ static const mtli_skey g_schema[] = {
     {"tasks.*.loss.name", MTLI_ST_STRING, 0, NULL, NULL, 0, 0, NULL},
     {"tasks.*.loss.class_weights", MTLI_ST_NUMBERS, MTLI_SF_NUMBER_OR_ENUM, NULL, NULL, 0, 0, "balanced"},
     {"tasks.*.metrics", MTLI_ST_STRINGS, 0, NULL, NULL, 0, 0, NULL},
-    {"tasks.*.weight", MTLI_ST_DOUBLE, 0, NULL, "1", 0, INFINITY, NULL},
+    /* default 1, filled in for method "fixed" only (other methods refuse static weights) */
+    {"tasks.*.weight", MTLI_ST_DOUBLE, 0, NULL, NULL, 0, INFINITY, NULL},
     {"tasks.*.positive", MTLI_ST_STRING, 0, NULL, NULL, 0, 0, NULL},
     /* multi-input problems: each task its own .npy inputs and labels */
     {"tasks.*.data", MTLI_ST_MAP, 0, NULL, NULL, 0, 0, NULL},
@@ -1164,6 +1165,8 @@ static mtl_status fill_defaults(mtli_cnode *root)
         mtli_cnode *task = tasks->vals[t];
         mtli_task_kind kind = mtli_task_kind_of(task);
         MTLI_TRY(fill_map(task, "tasks.*"));
+        if (strcmp(mtli_task_str(w, "method", ""), "fixed") == 0)
+            MTLI_TRY(put_default(task, "weight", "1", 0));
         mtli_cnode *head;
         MTLI_TRY(ensure_map(task, "head", &head));
         if (head->kind == MTLI_CN_MAP && head->n == 0)

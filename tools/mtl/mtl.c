@@ -1,6 +1,6 @@
 /* mtl — train, evaluate and run multi-task models described by a YAML configuration.
  *
- *   mtl train CONFIG [--set KEY=VALUE]... [--resume CHECKPOINT]
+ *   mtl train CONFIG [--set KEY=VALUE]... [--resume CHECKPOINT] [--quiet]
  *   mtl eval CHECKPOINT CONFIG [--split NAME] [--set KEY=VALUE]...
  *   mtl eval CHECKPOINT INPUT.npy [TASK=LABELS.npy]...
  *   mtl predict CHECKPOINT INPUT OUTPUT.npy [--raw] [--config CONFIG]
@@ -64,7 +64,7 @@ static const char g_help[] =
     "the task heads, the task weighting, the optimizer and the training settings.\n"
     "\n"
     "commands:\n"
-    "  train CONFIG [--set KEY=VALUE]... [--resume CHECKPOINT]\n"
+    "  train CONFIG [--set KEY=VALUE]... [--resume CHECKPOINT] [--quiet]\n"
     "      Train the model CONFIG describes: per-epoch losses, per-task validation metrics\n"
     "      after each evaluation, test metrics at the end. training.checkpoint_path keeps\n"
     "      the best model, training.log_path writes a JSON-lines log. --resume continues\n"
