@@ -174,7 +174,8 @@ MTL_API mtl_status mtl_loader_next(mtl_loader *ld, int64_t *rows);
 
 /* The current batch (valid until the next mtl_loader_next; first dimension = its rows).
  * Borrowed. input: never NULL after a batch; targets/masks: arrays of num_tasks entries,
- * NULL where the slot has no target / mask. Since 1.0. */
+ * NULL where the slot has no target / mask (a mask of a slot without a target is left out).
+ * The arrays can be passed straight to mtl_model_train_step. Since 1.0. */
 MTL_API mtl_tensor *mtl_loader_input(const mtl_loader *ld);
 MTL_API const mtl_tensor *const *mtl_loader_targets(const mtl_loader *ld);
 MTL_API const mtl_tensor *const *mtl_loader_masks(const mtl_loader *ld);

@@ -4,9 +4,10 @@
  * options, losses with their options and class weights, L2 settings, max_batch, seed), its
  * weights and non-trained state (BatchNorm running statistics), the random generator state,
  * and optionally an optimizer (kind, every hyper-parameter, moment buffers, step count,
- * per-part learning-rate multipliers) and a task weighting (method, weights, state). The
- * format is versioned, little-endian, checksummed section by section and as a whole, and
- * documented in docs/checkpoint-format.md; files written by any 1.x release stay readable.
+ * per-part learning-rate multipliers) and a task weighting (method, keys, weights, learned
+ * state). The format is versioned, little-endian, checksummed section by section and as a
+ * whole, and documented in docs/checkpoint-format.md; files written by any 1.x release stay
+ * readable.
  *
  * Writes are atomic: the file is written under a temporary name in the target's directory,
  * flushed to disk, then renamed over the target, so a failed or interrupted save leaves the

@@ -7,7 +7,9 @@
  * build the architecture is fixed; parameters can be read and written by name.
  *
  * Layer kinds: "linear", "relu", "leaky_relu", "gelu", "tanh", "sigmoid", "dropout",
- * "layer_norm", "batch_norm", "embedding". Layer option keys: see docs/guide.md.
+ * "layer_norm", "batch_norm", "embedding", "conv2d", "max_pool2d", "avg_pool2d", "flatten",
+ * "dropout2d", "batch_norm2d" (NCHW: a sample is {C, H, W}). Layer option keys: see
+ * docs/guide.md.
  * Losses: "cross_entropy" (class ids, int32), "bce" (binary / multi-label with logits),
  * "mse", "l1", "huber". Missing labels: class id -1, NaN targets, or a per-sample mask.
  *

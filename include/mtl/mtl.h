@@ -6,6 +6,7 @@
 #include "mtl/status.h"
 #include "mtl/tensor.h"
 #include "mtl/data.h"
+#include "mtl/datasets.h"
 #include "mtl/metrics.h"
 #include "mtl/runtime.h"
 #include "mtl/model.h"

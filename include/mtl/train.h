@@ -62,8 +62,8 @@
  * Errors: invalid argument (unknown key, a key of another type, an unknown sampler, mode or
  * task), range (a value out of range).
  *
- * Every evaluation (after eval_every epochs or eval_every_steps steps, and at the end of the
- * run) computes "train.loss", "train.<task>.loss" (mean training loss since the previous
+ * Every evaluation (after eval_every epochs or eval_every_steps steps, and at the end of a
+ * run that trained since the last one, unless the callback stopped it) computes "train.loss", "train.<task>.loss" (mean training loss since the previous
  * evaluation) and, with validation data, the "val." values of mtl_evaluate.
  *
  * Checkpoints hold the model, the optimizer and the weighting; the trainer's position
@@ -197,8 +197,9 @@ MTL_API const mtl_eval_result *mtl_trainer_eval_result(const mtl_trainer *tr);
  * and weighting are restored and training starts at epoch 0). The next run continues from
  * there. Errors: io, format,
  * unsupported (a build without checkpoints, or a newer trainer-state version), shape (the
- * checkpoint's model differs), state (the data changed: a different number of batches per
- * epoch than when saved). Since 1.0. */
+ * checkpoint's model differs), state (the data, batch size or sampler changed: a different
+ * number of steps per epoch than when saved). On an error the model, optimizer and
+ * weighting are unchanged and the trainer's position is back at the start. Since 1.0. */
 MTL_API mtl_status mtl_trainer_resume(mtl_trainer *tr, const char *path);
 
 /* Position: completed epochs, optimizer steps taken by this trainer, steps per epoch (0 when

@@ -737,7 +737,7 @@ MTL_API mtl_status mtl_loader_create(mtl_loader **out, const mtl_dataset *ds,
     for (int t = 0; t < ds->ntasks && st == MTL_OK; t++) {
         if (ds->targets[t])
             st = batch_like(&ld->targets[t], ds->targets[t], ld->bs);
-        if (st == MTL_OK && ds->masks[t])
+        if (st == MTL_OK && ds->masks[t] && ds->targets[t]) /* no target: nothing to mask */
             st = batch_like(&ld->masks[t], ds->masks[t], ld->bs);
     }
     if (st != MTL_OK) {

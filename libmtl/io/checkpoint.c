@@ -250,11 +250,12 @@ typedef struct ck_opt {
 typedef struct ck_weighting {
     char method[MAX_KIND];
     int ntasks;
-    const unsigned char *weights; /* ntasks binary64 */
+    const unsigned char *weights; /* ntasks binary64: the weights of the last step */
+    const unsigned char *fixed;   /* ntasks binary64 ("fixed"), or NULL */
+    size_t bound_params;          /* shared parameters the state was bound to (0: unbound) */
     mtli_rec hyper;
-    const unsigned char *state; /* nstate binary64, NULL when the section has none */
+    const unsigned char *state;   /* nstate binary64 */
     size_t nstate;
-    bool has_state;
 } ck_weighting;
 
 typedef struct ck_section {
@@ -305,7 +306,6 @@ typedef struct save_ctx {
     const mtl_model *m;
     mtl_optimizer *opt; /* read only */
     const mtl_weighting *w;
-    double *wweights; /* the weighting's current task weights */
 } save_ctx;
 
 static void enc_layer(mtli_enc *e, const mtli_layer *l)
@@ -438,15 +438,26 @@ static void enc_optim(mtli_enc *e, const save_ctx *c)
 static void enc_weighting(mtli_enc *e, const save_ctx *c)
 {
     const mtl_weighting *w = c->w;
-    int T = mtl_weighting_num_tasks(w);
     mtli_enc_text(e, "method", mtl_weighting_method(w));
-    mtli_enc_int(e, "num_tasks", T);
-    mtli_enc_f64s(e, "weights", c->wweights, (size_t)T);
+    mtli_enc_int(e, "num_tasks", w->T);
+    mtli_enc_f64s(e, "weights", w->state + 1, (size_t)w->T);
+    if (strcmp(mtl_weighting_method(w), "fixed") == 0)
+        mtli_enc_f64s(e, "fixed", w->fixed, (size_t)w->T);
+    mtli_enc_int(e, "bound_params", (int64_t)w->P);
     mtli_enc_end(e);
-    /* hyper-parameters by key (none can be read back from a weighting yet) */
+    for (int i = 0;; i++) {
+        const char *key = mtl_weighting_key_name(w, i);
+        if (!key)
+            break;
+        const char *sv;
+        double dv;
+        if (mtl_weighting_get_string(w, key, &sv) == MTL_OK)
+            mtli_enc_text(e, key, sv);
+        else if (mtl_weighting_get_double(w, key, &dv) == MTL_OK)
+            mtli_enc_real(e, key, dv);
+    }
     mtli_enc_end(e);
-    /* ---- method state: a flat vector of binary64 ("state"), written here once weighting
-     * handles expose it ---- */
+    mtli_enc_f64s(e, "state", w->state, w->nstate);
     mtli_enc_end(e);
 }
 
@@ -516,6 +527,18 @@ static mtl_status check_save_args(const char *path, const mtl_model *m,
     }
     if (w) {
         int T = mtl_weighting_num_tasks(w);
+        for (int i = 0;; i++) {
+            const char *key = mtl_weighting_key_name(w, i);
+            if (!key)
+                break;
+            const char *sv;
+            double dv;
+            if (mtl_weighting_get_string(w, key, &sv) != MTL_OK &&
+                mtl_weighting_get_double(w, key, &dv) != MTL_OK) {
+                mtli_error_prefix("mtl_checkpoint_save: weighting key '%s'", key);
+                return mtl_last_status();
+            }
+        }
         if (T != m->nheads)
             return mtli_error(MTL_ERR_INVALID_ARGUMENT,
                               "mtl_checkpoint_save: the weighting is for %d tasks, the model "
@@ -529,27 +552,13 @@ MTL_API mtl_status mtl_checkpoint_save(const char *path, const mtl_model *m,
                                        const mtl_optimizer *opt, const mtl_weighting *w)
 {
     MTLI_TRY(check_save_args(path, m, opt, w));
-    save_ctx c = {m, (mtl_optimizer *)opt, w, NULL};
-    if (w) {
-        size_t T = (size_t)mtl_weighting_num_tasks(w);
-        c.wweights = mtli_malloc(T * sizeof(double));
-        if (!c.wweights)
-            return mtli_oom("task weights", T * sizeof(double));
-        mtl_status st = mtl_weighting_get_weights(w, c.wweights, (int)T);
-        if (st != MTL_OK) {
-            mtli_free(c.wweights);
-            return st;
-        }
-    }
+    save_ctx c = {m, (mtl_optimizer *)opt, w};
     mtli_atomic *a = mtli_malloc(sizeof *a);
-    if (!a) {
-        mtli_free(c.wweights);
+    if (!a)
         return mtli_oom("file writer", sizeof *a);
-    }
     mtl_status st = mtli_atomic_open(a, path, "mtl_checkpoint_save");
     if (st != MTL_OK) {
         mtli_free(a);
-        mtli_free(c.wweights);
         return st;
     }
     mtli_enc e = {.out = a};
@@ -596,7 +605,6 @@ MTL_API mtl_status mtl_checkpoint_save(const char *path, const mtl_model *m,
     } else
         mtli_atomic_abort(a);
     mtli_free(a);
-    mtli_free(c.wweights);
     return st;
 }
 
@@ -1096,26 +1104,37 @@ static mtl_status dec_weighting(ck_file *f)
     mtli_rec r;
     MTLI_TRY(mtli_dec_record(&d, &r, "weighting"));
     MTLI_TRY(mtli_rec_text(&r, "method", true, w->method, sizeof w->method, NULL));
-    int64_t T = 0;
-    MTLI_TRY(mtli_rec_int(&r, "num_tasks", true, 1, 4096, &T, NULL));
-    w->ntasks = (int)T;
+    int64_t v = 0;
+    MTLI_TRY(mtli_rec_int(&r, "num_tasks", true, 1, 4096, &v, NULL));
+    w->ntasks = (int)v;
     uint64_t n;
     MTLI_TRY(mtli_rec_array(&r, "weights", MTLI_P_F64S, true, &w->weights, &n, NULL));
-    if (n != (uint64_t)T)
+    if (n != (uint64_t)w->ntasks)
         return mtli_error(MTL_ERR_FORMAT, "weighting: %llu weights for %d tasks",
                           (unsigned long long)n, w->ntasks);
-    for (int t = 0; t < w->ntasks; t++) {
-        double v = mtli_load_f64(w->weights + 8 * t);
-        if (!isfinite(v))
-            return mtli_error(MTL_ERR_FORMAT, "weighting: weight %d is not finite", t);
+    bool found;
+    MTLI_TRY(mtli_rec_array(&r, "fixed", MTLI_P_F64S, false, &w->fixed, &n, &found));
+    if (!found)
+        w->fixed = NULL;
+    else if (n != (uint64_t)w->ntasks)
+        return mtli_error(MTL_ERR_FORMAT, "weighting: %llu fixed weights for %d tasks",
+                          (unsigned long long)n, w->ntasks);
+    for (int t = 0; w->fixed && t < w->ntasks; t++) {
+        double x = mtli_load_f64(w->fixed + 8 * t);
+        if (!(x >= 0.0) || !isfinite(x))
+            return mtli_error(MTL_ERR_FORMAT, "weighting: fixed weight %d is %g", t, x);
     }
+    v = 0;
+    MTLI_TRY(mtli_rec_int(&r, "bound_params", false, 0, INT64_MAX, &v, NULL));
+    w->bound_params = (size_t)v;
     MTLI_TRY(mtli_dec_record(&d, &w->hyper, "weighting hyper-parameters"));
     mtli_rec sr;
     MTLI_TRY(mtli_dec_record(&d, &sr, "weighting state"));
-    bool found;
-    MTLI_TRY(mtli_rec_array(&sr, "state", MTLI_P_F64S, false, &w->state, &n, &found));
-    w->has_state = found;
-    w->nstate = found ? (size_t)n : 0;
+    MTLI_TRY(mtli_rec_array(&sr, "state", MTLI_P_F64S, true, &w->state, &n, NULL));
+    w->nstate = (size_t)n;
+    for (size_t i = 0; i < w->nstate; i++)
+        if (!isfinite(mtli_load_f64(w->state + 8 * i)))
+            return mtli_error(MTL_ERR_FORMAT, "weighting state value %zu is not finite", i);
     return dec_finish(&d);
 }
 
@@ -1151,7 +1170,26 @@ static mtl_status read_checkpoint(const char *path, const char *fn, ck_file *f, 
 
 /* ==== building and comparing ============================================================ */
 
-static mtl_status build_model(const ck_arch *a, mtl_model **out)
+/* The parameter and state counts the architecture infers (shape inference only, nothing
+ * allocated), so that a file cannot make the build allocate buffers larger than it stores. */
+static mtl_status infer_counts(mtl_model *m, size_t *nparams, size_t *nstate)
+{
+    mtli_stack *t = &m->trunk.s;
+    MTLI_TRY(mtli_stack_setup(t, m->input_ndim, m->input_shape, "trunk"));
+    size_t np = t->nparams, ns = t->nstate;
+    int ndim = t->nlayers ? t->layers[t->nlayers - 1].out_ndim : m->input_ndim;
+    const int64_t *dims = t->nlayers ? t->layers[t->nlayers - 1].out_dims : m->input_shape;
+    for (int h = 0; h < m->nheads; h++) {
+        MTLI_TRY(mtli_stack_setup(&m->heads[h]->s, ndim, dims, m->heads[h]->name));
+        np += m->heads[h]->s.nparams;
+        ns += m->heads[h]->s.nstate;
+    }
+    *nparams = np;
+    *nstate = ns;
+    return MTL_OK;
+}
+
+static mtl_status build_model(const ck_arch *a, const ck_params *pp, mtl_model **out)
 {
     *out = NULL;
     mtl_model *m = NULL;
@@ -1186,6 +1224,16 @@ static mtl_status build_model(const ck_arch *a, mtl_model **out)
         st = mtl_model_set_double(m, "l2_trunk", a->l2_trunk);
     if (st == MTL_OK)
         st = mtl_model_set_double(m, "l2_heads", a->l2_heads);
+    size_t np = 0, ns = 0;
+    if (st == MTL_OK)
+        st = infer_counts(m, &np, &ns);
+    if (st == MTL_OK && (np != pp->nparams || ns != pp->nstate)) {
+        mtl_model_free(m);
+        return mtli_error(MTL_ERR_FORMAT,
+                          "the stored architecture has %zu parameters and %zu state values, "
+                          "the file stores %zu and %zu",
+                          np, ns, pp->nparams, pp->nstate);
+    }
     if (st == MTL_OK)
         st = mtl_model_build(m, a->max_batch, a->seed);
     if (st != MTL_OK) {
@@ -1515,45 +1563,66 @@ static mtl_status restore_opt(const ck_opt *co, mtl_model *m, mtl_optimizer **ou
 
 /* ---- weighting ---- */
 
-static mtl_status check_weighting_fit(const ck_weighting *cw, int nheads)
+static mtl_status check_weighting_fit(const ck_weighting *cw, const mtl_model *m)
 {
-    if (cw->ntasks != nheads)
+    if (cw->ntasks != m->nheads)
         return mtli_error(MTL_ERR_FORMAT, "weighting: %d tasks stored for a model of %d heads",
-                          cw->ntasks, nheads);
+                          cw->ntasks, m->nheads);
+    if (cw->bound_params != 0 && cw->bound_params != m->trunk.s.nparams)
+        return mtli_error(MTL_ERR_FORMAT,
+                          "weighting: state bound to %zu shared parameters, the trunk has %zu",
+                          cw->bound_params, m->trunk.s.nparams);
     return MTL_OK;
 }
 
-/* Apply the stored state to w; with dry_run only check that it would apply. */
-static mtl_status apply_weighting(const ck_weighting *cw, mtl_weighting *w, bool dry_run)
+/* Set the stored keys on a fresh weighting (strings first: "mode" decides what the numbers
+ * mean for some methods). */
+static mtl_status apply_weighting_keys(mtl_weighting *w, const mtli_rec *hyper)
 {
-    int T = cw->ntasks;
-    if (strcmp(mtl_weighting_method(w), "fixed") == 0) {
-        double buf[64];
-        double *wt = buf;
-        if (T > 64) {
-            wt = mtli_malloc((size_t)T * sizeof(double));
-            if (!wt)
-                return mtli_oom("task weights", (size_t)T * sizeof(double));
+    for (int pass = 0; pass < 2; pass++) {
+        size_t pos = 0;
+        mtli_prop p;
+        while (mtli_rec_next(hyper, &pos, &p)) {
+            char key[MTLI_MAX_KEY + 1];
+            prop_key(&p, key);
+            if (p.type != MTLI_P_REAL && p.type != MTLI_P_TEXT)
+                return mtli_error(MTL_ERR_FORMAT, "weighting key '%s' has the wrong type", key);
+            if ((p.type == MTLI_P_TEXT) != (pass == 0))
+                continue;
+            mtl_status st;
+            if (p.type == MTLI_P_TEXT) {
+                char val[256];
+                if (p.count >= sizeof val)
+                    return mtli_error(MTL_ERR_FORMAT, "weighting key '%s': value too long", key);
+                memcpy(val, p.data, (size_t)p.count);
+                val[p.count] = '\0';
+                const char *cur;
+                if (mtl_weighting_get_string(w, key, &cur) == MTL_OK && strcmp(cur, val) == 0)
+                    continue;
+                st = mtl_weighting_set_string(w, key, val);
+            } else {
+                double cur;
+                if (mtl_weighting_get_double(w, key, &cur) == MTL_OK && cur == p.d)
+                    continue;
+                st = mtl_weighting_set_double(w, key, p.d);
+            }
+            if (st == MTL_ERR_OUT_OF_MEMORY)
+                return st;
+            if (st != MTL_OK)
+                return mtli_error(MTL_ERR_FORMAT, "weighting key '%s' does not apply: %s", key,
+                                  mtl_last_error());
         }
-        for (int t = 0; t < T; t++)
-            wt[t] = mtli_load_f64(cw->weights + 8 * t);
-        mtl_status st = MTL_OK;
-        for (int t = 0; t < T && st == MTL_OK; t++)
-            if (!(wt[t] >= 0.0))
-                st = mtli_error(MTL_ERR_FORMAT, "weighting: weight %d is %g", t, wt[t]);
-        if (st == MTL_OK && !dry_run)
-            st = mtl_weighting_set_weights(w, wt, T);
-        if (wt != buf)
-            mtli_free(wt);
-        MTLI_TRY(st);
     }
-    /* ---- method state: restored here once weighting handles expose it ---- */
     return MTL_OK;
 }
 
-static mtl_status restore_weighting(const ck_weighting *cw, mtl_weighting **out)
+/* A new weighting holding exactly the stored state, bound to m's trunk as it was at save
+ * time. Binding goes through the train step's own preparation (mtli_engine_prepare), which
+ * also sizes m's per-task-gradient workspace; that workspace carries no state. */
+static mtl_status restore_weighting(const ck_weighting *cw, mtl_model *m, mtl_weighting **out)
 {
     *out = NULL;
+    MTLI_TRY(check_weighting_fit(cw, m));
     mtl_weighting *w = NULL;
     mtl_status st = mtl_weighting_create(&w, cw->method, cw->ntasks);
     if (st != MTL_OK) {
@@ -1562,13 +1631,48 @@ static mtl_status restore_weighting(const ck_weighting *cw, mtl_weighting **out)
         return mtli_error(MTL_ERR_UNSUPPORTED, "weighting method '%s': %s", cw->method,
                           mtl_last_error());
     }
-    st = apply_weighting(cw, w, false);
+    st = apply_weighting_keys(w, &cw->hyper);
+    if (st == MTL_OK && cw->fixed) {
+        if (strcmp(mtl_weighting_method(w), "fixed") != 0)
+            st = mtli_error(MTL_ERR_FORMAT, "weighting '%s' has fixed weights", cw->method);
+        else
+            for (int t = 0; t < cw->ntasks; t++)
+                w->fixed[t] = mtli_load_f64(cw->fixed + 8 * t);
+    }
+    if (st == MTL_OK && cw->bound_params) {
+        unsigned needs = mtli_weighting_needs(w);
+        st = mtli_engine_prepare(m, w, needs, (needs & MTLI_NEED_J) != 0);
+        if (st == MTL_OK && w->P != cw->bound_params)
+            st = mtli_error(MTL_ERR_FORMAT, "weighting '%s': its state was bound to %zu shared "
+                                            "parameters but the method does not bind",
+                            cw->method, cw->bound_params);
+        if (st != MTL_OK && st != MTL_ERR_OUT_OF_MEMORY && st != MTL_ERR_FORMAT)
+            st = mtli_error(MTL_ERR_FORMAT, "weighting '%s' cannot be bound to the model: %s",
+                            cw->method, mtl_last_error());
+    }
+    if (st == MTL_OK && mtli_weighting_state_size(w) != cw->nstate)
+        st = mtli_error(MTL_ERR_FORMAT,
+                        "weighting '%s': %zu state values stored, the method keeps %zu",
+                        cw->method, cw->nstate, mtli_weighting_state_size(w));
     if (st != MTL_OK) {
         mtl_weighting_free(w);
         return st;
     }
+    double *dst = mtli_weighting_state(w);
+    for (size_t i = 0; i < cw->nstate; i++)
+        dst[i] = mtli_load_f64(cw->state + 8 * i);
     *out = w;
     return MTL_OK;
+}
+
+/* Give target the contents of src and src the old contents of target (no allocation, so a
+ * restored weighting replaces a live one atomically). The handle has no pointers into
+ * itself. */
+static void swap_weighting(mtl_weighting *a, mtl_weighting *b)
+{
+    mtl_weighting t = *a;
+    *a = *b;
+    *b = t;
 }
 
 /* ==== the public calls ================================================================== */
@@ -1595,13 +1699,11 @@ MTL_API mtl_status mtl_checkpoint_load(const char *path, mtl_model **model,
         st = mtli_error(MTL_ERR_NOT_FOUND, "it holds no optimizer state (pass NULL for opt)");
     if (st == MTL_OK && w && !f.wght.present)
         st = mtli_error(MTL_ERR_NOT_FOUND, "it holds no weighting state (pass NULL for w)");
-    if (st == MTL_OK && w)
-        st = check_weighting_fit(&f.w, f.arch.nheads);
     mtl_model *m = NULL;
     mtl_optimizer *o = NULL;
     mtl_weighting *wt = NULL;
     if (st == MTL_OK)
-        st = build_model(&f.arch, &m);
+        st = build_model(&f.arch, &f.par, &m);
     if (st == MTL_OK)
         st = check_params_fit(&f, m);
     if (st == MTL_OK) {
@@ -1610,7 +1712,7 @@ MTL_API mtl_status mtl_checkpoint_load(const char *path, mtl_model **model,
             st = restore_opt(&f.opt, m, &o);
     }
     if (st == MTL_OK && w)
-        st = restore_weighting(&f.w, &wt);
+        st = restore_weighting(&f.w, m, &wt);
     file_clear(&f);
     if (st != MTL_OK) {
         mtl_weighting_free(wt);
@@ -1660,14 +1762,13 @@ MTL_API mtl_status mtl_checkpoint_load_into(const char *path, mtl_model *model,
         if (st == MTL_OK)
             st = restore_opt(&f.opt, model, &tmp);
     }
+    mtl_weighting *wtmp = NULL;
     if (st == MTL_OK && w) {
         if (strcmp(f.w.method, mtl_weighting_method(w)) != 0)
             st = mtli_error(MTL_ERR_SHAPE, "the weighting is %s in the checkpoint, %s here",
                             f.w.method, mtl_weighting_method(w));
         if (st == MTL_OK)
-            st = check_weighting_fit(&f.w, model->nheads);
-        if (st == MTL_OK)
-            st = apply_weighting(&f.w, w, true);
+            st = restore_weighting(&f.w, model, &wtmp);
     }
     if (st == MTL_OK && opt)
         st = prepare_target_opt(opt, tmp, &f.opt.hyper);
@@ -1679,8 +1780,9 @@ MTL_API mtl_status mtl_checkpoint_load_into(const char *path, mtl_model *model,
         if (opt)
             commit_opt_state(&f.opt, opt);
         if (w)
-            st = apply_weighting(&f.w, w, false);
+            swap_weighting(w, wtmp);
     }
+    mtl_weighting_free(wtmp);
     mtl_optimizer_free(tmp);
     file_clear(&f);
     if (st != MTL_OK)
@@ -1789,6 +1891,16 @@ static void describe(sbuf *s, const ck_file *f)
         sb_printf(s, "weighting: %s, %d tasks, weights", f->w.method, f->w.ntasks);
         for (int t = 0; t < f->w.ntasks; t++)
             sb_printf(s, " %g", mtli_load_f64(f->w.weights + 8 * t));
+        sb_printf(s, ", %zu state values\n ", f->w.nstate);
+        size_t pos = 0;
+        mtli_prop p;
+        while (mtli_rec_next(&f->w.hyper, &pos, &p)) {
+            if (p.type == MTLI_P_REAL)
+                sb_printf(s, " %.*s=%g", (int)p.klen, p.key, p.d);
+            else if (p.type == MTLI_P_TEXT)
+                sb_printf(s, " %.*s=\"%.*s\"", (int)p.klen, p.key, (int)p.count,
+                          (const char *)p.data);
+        }
         sb_printf(s, "\n");
     } else
         sb_printf(s, "weighting: none\n");

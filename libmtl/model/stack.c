@@ -39,7 +39,8 @@ mtl_status mtli_stack_add(mtli_stack *s, const char *kind, int *index, const cha
     if (!ops)
         return mtli_error(MTL_ERR_NOT_FOUND,
                           "%s: unknown layer kind '%s' (expected linear, relu, leaky_relu, gelu, "
-                          "tanh, sigmoid, dropout, layer_norm, batch_norm or embedding)",
+                          "tanh, sigmoid, dropout, layer_norm, batch_norm, embedding, conv2d, "
+                          "max_pool2d, avg_pool2d, flatten, dropout2d or batch_norm2d)",
                           owner, kind);
     if (s->nlayers == s->cap) {
         int ncap = s->cap ? s->cap * 2 : 8;

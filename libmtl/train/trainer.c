@@ -31,15 +31,29 @@
 #include "mtl/weighting.h"
 #include "train/trainer_internal.h"
 
-/* Checkpoints live in libmtl/io. Until that module is part of every build, its functions are
- * weak references: without them a trainer that needs a checkpoint reports "unsupported". */
+/* Checkpoints live in libmtl/io (mtl/io.h). A tree without that module still builds: the
+ * functions are then weak references and a trainer that needs a checkpoint reports
+ * "unsupported". With the module present they are ordinary references, so that static links
+ * (the test programs) pull it in. */
+#if defined(__has_include)
+#if __has_include("mtl/io.h")
+#include "mtl/io.h"
+#define MTLI_HAVE_CHECKPOINTS 1
+#endif
+#endif
+#ifdef MTLI_HAVE_CHECKPOINTS
+static int have_checkpoints(void) { return 1; }
+#else
 mtl_status mtl_checkpoint_save(const char *path, const mtl_model *model,
                                const mtl_optimizer *opt, const mtl_weighting *w)
     __attribute__((weak));
 mtl_status mtl_checkpoint_load_into(const char *path, mtl_model *model, mtl_optimizer *opt,
                                     mtl_weighting *w) __attribute__((weak));
-
-static int have_checkpoints(void) { return mtl_checkpoint_save && mtl_checkpoint_load_into; }
+static int have_checkpoints(void)
+{
+    return mtl_checkpoint_save != NULL && mtl_checkpoint_load_into != NULL;
+}
+#endif
 
 #define STATE_VERSION 1u
 static const unsigned char state_magic[8] = {0x89, 'M', 'T', 'L', 'T', 'R', 'N', '\n'};
