@@ -1196,6 +1196,32 @@ START_TEST(adult_three_tasks_train_from_the_example_config)
 }
 END_TEST
 
+/* Every example configuration validates (its data need not exist to load it). */
+START_TEST(example_configurations_validate)
+{
+    char dir[1024];
+    ck_assert_msg(source_path(dir, sizeof dir, "examples/configs"), "examples/configs not found");
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".yaml") != 0)
+            continue;
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        mtl_config *c = NULL;
+        ck_assert_msg(mtl_config_load(&c, path) == MTL_OK, "%s", mtl_last_error());
+        ck_assert_int_ge(mtl_config_num_tasks(c), 2);
+        mtl_config_free(c);
+        files++;
+    }
+    closedir(d);
+    ck_assert_int_ge(files, 3);
+}
+END_TEST
+
 /* ---- docs, numbers, allocation --------------------------------------------------------- */
 
 START_TEST(docs_list_every_key)
@@ -1339,6 +1365,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, multi_input_tasks_get_their_own_data);
     tcase_add_test(tc, ids_encoding_feeds_an_embedding);
     tcase_add_test(tc, adult_three_tasks_train_from_the_example_config);
+    tcase_add_test(tc, example_configurations_validate);
     tcase_add_test(tc, docs_list_every_key);
     tcase_add_test(tc, numbers_are_read_the_same_in_any_locale);
     tcase_add_test(tc, allocation_failures_are_reported_without_leaks);

@@ -7,6 +7,7 @@
  *   mtl info CHECKPOINT
  *   mtl config CONFIG [--set KEY=VALUE]...
  *   mtl make-example-data DIR [--samples N] [--seed S]
+ *   mtl make-multifashion DIR [--source FASHION_MNIST_DIR] [--limit N] [--seed S]
  *
  * Exit status: 0 success, 1 runtime failure (data, files, checkpoints), 2 usage or
  * configuration error, 3 numeric failure (NaN/Inf while training). Errors go to stderr as
@@ -84,6 +85,9 @@ static const char g_help[] =
     "      Validate a configuration and print it with every default filled in.\n"
     "  make-example-data DIR [--samples N] [--seed S]\n"
     "      Write the generated two-task problem of examples/configs/default.yaml to DIR.\n"
+    "  make-multifashion DIR [--source FASHION_MNIST_DIR] [--limit N] [--seed S]\n"
+    "      Build the Multi-Fashion benchmark of examples/configs/multifashion.yaml from\n"
+    "      Fashion-MNIST (default source: " MTL_FASHION_MNIST_DIR ").\n"
     "\n"
     "options:\n"
     "  -h, --help     this text\n"
@@ -939,6 +943,40 @@ static int cmd_make_example_data(int argc, char **argv)
     return st == MTL_OK ? EXIT_OK : fail_api(st, 0);
 }
 
+static int cmd_make_multifashion(int argc, char **argv)
+{
+    const char *dir = NULL, *source = NULL;
+    long long seed = MTL_MULTIFASHION_SEED, limit = 0;
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "--seed") == 0 || strcmp(argv[i], "--limit") == 0) && i + 1 < argc) {
+            char *end;
+            long long v = strtoll(argv[i + 1], &end, 10);
+            if (*end || !argv[i + 1][0] || v < 0)
+                return usage_error("%s: expected an integer >= 0, got '%s'", argv[i], argv[i + 1]);
+            if (argv[i][2] == 's')
+                seed = v;
+            else
+                limit = v;
+            i++;
+        } else if (strcmp(argv[i], "--source") == 0 && i + 1 < argc) {
+            source = argv[++i];
+        } else if (argv[i][0] == '-') {
+            return usage_error("make-multifashion: unknown option '%s'", argv[i]);
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            return usage_error("make-multifashion: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!dir)
+        return usage_error("make-multifashion: expected DIR");
+    mtl_status st = mtl_multifashion_build(source, dir, (uint64_t)seed, limit);
+    if (st != MTL_OK)
+        return fail_api(st, 0);
+    printf("Multi-Fashion written to %s (seed %lld%s)\n", dir, seed, limit ? ", limited" : "");
+    return EXIT_OK;
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -977,5 +1015,7 @@ int main(int argc, char **argv)
         return cmd_config(argc - 2, argv + 2);
     if (strcmp(cmd, "make-example-data") == 0)
         return cmd_make_example_data(argc - 2, argv + 2);
+    if (strcmp(cmd, "make-multifashion") == 0)
+        return cmd_make_multifashion(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);
 }
