@@ -984,6 +984,15 @@ START_TEST(npy_labels_and_fractions)
     ck_assert_ok(mtl_config_build_dataset(c, "train", NULL, &tr));
     ck_assert_ok(mtl_config_build_dataset(c, "validation", NULL, &va));
     ck_assert_ok(mtl_config_build_dataset(c, "test", NULL, &te));
+    char buf[1024], want[1024];
+    size_t need;
+    ck_assert_ok(mtl_config_data_path(c, "data.train.labels.v", buf, sizeof buf, &need));
+    snprintf(want, sizeof want, "%s/ir.npy", g_tmp);
+    ck_assert_str_eq(buf, want);
+    ck_assert_uint_eq(need, strlen(want) + 1);
+    ck_assert_status(mtl_config_data_path(c, "data.train.labels.v", buf, 4, NULL), MTL_ERR_RANGE);
+    ck_assert_uint_eq(strlen(buf), 3); /* the beginning, NUL-terminated */
+    ck_assert_int_eq(strncmp(buf, want, 3), 0);
     ck_assert_int_eq(mtl_dataset_size(tr), 28);
     ck_assert_int_eq(mtl_dataset_size(va), 8);
     ck_assert_int_eq(mtl_dataset_size(te), 4);

@@ -55,8 +55,9 @@ MTL_API void mtl_config_free(mtl_config *cfg);
  * number, "true" a boolean, and flow collections ("[64, 32]", "{kind: relu}") are lists and
  * mappings. Missing intermediate mappings are created; a list item is addressed by position
  * (the position one past the end appends) and a task by name. The whole configuration is
- * validated again; on any error nothing changes. Data already loaded by a builder is
- * dropped. Since 1.0. */
+ * validated again; on any error nothing changes. Data already read by a builder is
+ * dropped; once datasets or a trainer have been made from cfg (they use its data), changes
+ * are refused with MTL_ERR_STATE. Since 1.0. */
 MTL_API mtl_status mtl_config_set(mtl_config *cfg, const char *key, const char *value);
 
 /* Read an effective setting (the file's value, or the default documented in
@@ -84,8 +85,9 @@ MTL_API mtl_status mtl_config_data_path(const mtl_config *cfg, const char *key, 
 MTL_API int mtl_config_num_tasks(const mtl_config *cfg);
 MTL_API const char *mtl_config_task_name(const mtl_config *cfg, int index);
 
-/* The effective configuration (every default filled in) as YAML text, the form a run
- * records next to its outputs. Same buffer contract as mtl_config_data_path. Since 1.0. */
+/* The effective configuration (every default filled in, shorthands expanded, tasks as a
+ * list) as YAML text that loads back to the same configuration (what `mtl config` prints).
+ * Same buffer contract as mtl_config_data_path. Since 1.0. */
 MTL_API mtl_status mtl_config_dump(const mtl_config *cfg, char *buf, size_t cap,
                                    size_t *needed);
 
