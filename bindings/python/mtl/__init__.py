@@ -16,7 +16,8 @@ Quick start::
 Low-level handles mirror the C API one-to-one: :class:`Tensor`, :class:`Model` (with
 :class:`Trunk` and :class:`Head`), :class:`Optimizer`, :class:`Weighting`; :class:`Dataset`, :class:`Loader` and
 :class:`Trainer` run the library's own data pipeline and training loop, :func:`evaluate` its
-evaluation. Errors are
+evaluation; :class:`Config` reads YAML run configurations; :mod:`mtl.checkpoint` saves and
+restores the training state. Errors are
 :class:`MtlError` subclasses. The library is located through ``MTL_LIBRARY``, the package
 folder, then the system (see :mod:`mtl._lib`).
 """
@@ -51,6 +52,7 @@ from .checkpoint import (  # noqa: E402
     load_checkpoint,
     save_checkpoint,
 )
+from .config import Config  # noqa: E402
 from . import data, metrics  # noqa: E402
 
 __all__ = [
@@ -58,7 +60,8 @@ __all__ = [
     "set_num_threads", "get_num_threads", "build_info", "blas_kernels",
     "status_string", "last_error", "last_status", "clear_error",
     "data", "metrics", "Dataset", "Loader", "Batch", "Trainer", "evaluate",
-    "save_checkpoint", "load_checkpoint", "describe_checkpoint", "checkpoint_info", "Tensor", "Model", "Trunk", "Head", "Optimizer", "Weighting", "MultiTaskModel",
+    "save_checkpoint", "load_checkpoint", "describe_checkpoint", "checkpoint_info", "Config",
+    "Tensor", "Model", "Trunk", "Head", "Optimizer", "Weighting", "MultiTaskModel",
     "MtlError", "InvalidArgumentError", "ShapeError", "OutOfMemoryError", "MtlIOError",
     "FormatError", "NumericError", "StateError", "UnsupportedError", "RangeError",
     "NotFoundError", "InternalError",

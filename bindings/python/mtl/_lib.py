@@ -292,6 +292,26 @@ DECLARATIONS: dict[str, tuple] = {
     "mtl_checkpoint_describe": (STATUS, [STR, STR, c_size_t, SIZE_P], "1.0"),
     "mtl_model_save_safetensors": (STATUS, [HANDLE, STR], "1.0"),
     "mtl_model_load_safetensors": (STATUS, [HANDLE, STR], "1.0"),
+    # ---- config.h ----
+    "mtl_config_load": (STATUS, [HANDLE_OUT, STR], "1.0"),
+    "mtl_config_parse": (STATUS, [HANDLE_OUT, STR, c_size_t, STR, STR], "1.0"),
+    "mtl_config_free": (None, [HANDLE], "1.0"),
+    "mtl_config_set": (STATUS, [HANDLE, STR, STR], "1.0"),
+    "mtl_config_get_int": (STATUS, [HANDLE, STR, I64_P], "1.0"),
+    "mtl_config_get_double": (STATUS, [HANDLE, STR, DOUBLE_P], "1.0"),
+    "mtl_config_get_string": (STATUS, [HANDLE, STR, STR_OUT], "1.0"),
+    "mtl_config_count": (STATUS, [HANDLE, STR, INT_P], "1.0"),
+    "mtl_config_data_path": (STATUS, [HANDLE, STR, STR, c_size_t, SIZE_P], "1.0"),
+    "mtl_config_num_tasks": (c_int, [HANDLE], "1.0"),
+    "mtl_config_task_name": (STR, [HANDLE, c_int], "1.0"),
+    "mtl_config_dump": (STATUS, [HANDLE, STR, c_size_t, SIZE_P], "1.0"),
+    "mtl_config_build_model": (STATUS, [HANDLE, HANDLE_OUT], "1.0"),
+    "mtl_config_build_optimizer": (STATUS, [HANDLE, HANDLE, c_int64, HANDLE_OUT], "1.0"),
+    "mtl_config_build_weighting": (STATUS, [HANDLE, HANDLE_OUT], "1.0"),
+    "mtl_config_build_dataset": (STATUS, [HANDLE, STR, STR, HANDLE_OUT], "1.0"),
+    "mtl_config_build_trainer": (
+        STATUS, [HANDLE, HANDLE, HANDLE, HANDLE, HANDLE_OUT], "1.0"),
+    "mtl_config_encode_csv": (STATUS, [HANDLE, STR, HANDLE_OUT], "1.0"),
     # ---- datasets.h ----
     "mtl_multifashion_build": (STATUS, [STR, STR, c_uint64, c_int64], "1.0"),
 }

@@ -25,7 +25,8 @@ from ._lib import C
 from .core import Model, Optimizer, Weighting, _free_optimizer, _free_weighting
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_checkpoint_into",
-           "describe_checkpoint", "checkpoint_info", "save_safetensors", "load_safetensors"]
+           "describe_checkpoint", "checkpoint_info", "model_info", "save_safetensors",
+           "load_safetensors"]
 
 
 def _path(p) -> bytes:
@@ -125,11 +126,18 @@ def checkpoint_info(path) -> dict:
     return info
 
 
+# The summary names some layer options after the stored fields; the layer API's keys:
+_KEYS = {"weight_init": "init", "init_std": "std", "init_gain": "gain"}
+
+
 def _options(text):
     out = {}
     for item in text.split():
         k, _, v = item.partition("=")
-        out[k] = _value(v)
+        if k == "gelu_tanh":
+            out["approximate"] = "tanh" if _value(v) else "none"
+            continue
+        out[_KEYS.get(k, k)] = _value(v)
     return out
 
 
@@ -153,6 +161,17 @@ def load_checkpoint(path, optimizer=None, weighting=None):
         wt = Weighting.__new__(Weighting)
         wt._own(Resource(w.value, _free_weighting, "weighting"))
     return model, opt, wt
+
+
+def model_info(ptr) -> dict:
+    """checkpoint_info of a model handle (written to a temporary checkpoint): what the
+    library knows of a model it built itself (input shape and dtype, layers, losses)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "model.ckpt")
+        C.mtl_checkpoint_save(_path(p), ptr, None, None)
+        return checkpoint_info(p)
 
 
 def save_safetensors(path, model: Model) -> None:

@@ -87,6 +87,18 @@ def _jsonable(obj):
     return obj
 
 
+def _config_from_info(info) -> dict:
+    """A constructor-style description from a checkpoint summary (mtl.checkpoint_info)."""
+    return _jsonable({
+        "input_shape": info["input_shape"], "input_dtype": info["input_dtype"],
+        "trunk": info["trunk"],
+        "heads": OrderedDict(
+            (t, {"layers": h["layers"], "loss": h["loss"], "loss_options": h["loss_options"]})
+            for t, h in info["heads"].items()),
+        "seed": info["seed"], "max_batch": info["max_batch"],
+        "l2_trunk": info["l2_trunk"], "l2_heads": info["l2_heads"]})
+
+
 class MultiTaskModel:
     """A built multi-task model with optional optimizer and weighting (see module docs)."""
 
@@ -114,6 +126,8 @@ class MultiTaskModel:
         self.optimizer: Optimizer | None = None
         self.weighting: Weighting | None = None
         self._compile_args = None
+        self._exact_config = True       # self.config rebuilds this architecture exactly
+        self.source_config = None       # the mtl.Config a model built from one came from
         self.history: dict = {}
 
     def _build(self):
@@ -685,6 +699,12 @@ class MultiTaskModel:
         if not self._is_npz(path):
             self.save_checkpoint(path)
             return
+        if not self._exact_config:
+            raise errors.UnsupportedError(
+                "save: this model was built by the library (from a configuration or a "
+                "checkpoint), so its architecture has no exact constructor description for a "
+                ".npz archive; save a libmtl checkpoint (a path not ending in .npz) or "
+                "safetensors instead")
         path = os.fspath(path)
         arrays = {"param/" + k: v for k, v in self.state_dict().items()}
         meta = {"format": "mtl-npz", "version": _FORMAT_VERSION, "config": self.config,
@@ -774,19 +794,13 @@ class MultiTaskModel:
         summary (real-valued options to 6 significant digits, class weights left out)."""
         from .checkpoint import checkpoint_info, load_checkpoint
 
-        info = checkpoint_info(path)
+        exact = config is not None
         if config is None:
-            config = _jsonable({
-                "input_shape": info["input_shape"], "input_dtype": info["input_dtype"],
-                "trunk": info["trunk"],
-                "heads": OrderedDict(
-                    (t, {"layers": h["layers"], "loss": h["loss"],
-                         "loss_options": h["loss_options"]})
-                    for t, h in info["heads"].items()),
-                "seed": info["seed"], "max_batch": info["max_batch"],
-                "l2_trunk": info["l2_trunk"], "l2_heads": info["l2_heads"]})
+            config = _config_from_info(checkpoint_info(path))
         model, opt, w = load_checkpoint(path)
-        return cls._from_handles(model, opt, w, config)
+        self = cls._from_handles(model, opt, w, config)
+        self._exact_config = exact
+        return self
 
     @classmethod
     def _from_handles(cls, model, optimizer, weighting, config) -> "MultiTaskModel":
@@ -798,6 +812,8 @@ class MultiTaskModel:
         self.output_sizes = {h.name: h.output_size for h in model.heads}
         self.optimizer, self.weighting = optimizer, weighting
         self._compile_args = None
+        self._exact_config = False
+        self.source_config = None
         self.history = {}
         return self
 
@@ -816,15 +832,28 @@ class MultiTaskModel:
     # ---- configuration ----
     @classmethod
     def from_config(cls, config) -> "MultiTaskModel":
-        """Build from a dict, or from a YAML file path, with the constructor's keys
-        (input_shape, input_dtype, trunk, heads, seed, max_batch, l2_trunk, l2_heads) and
-        optional ``optimizer`` ({"kind": "adam", "lr": ...}) and ``weighting``
-        ({"method": "ew", ...}) sections, which compile the model."""
-        if isinstance(config, (str, os.PathLike)):
-            import yaml  # Debian python3-yaml
+        """Build from a run configuration in the library's schema (docs/config.md): a YAML
+        file path, an :class:`mtl.Config`, or a dict with its sections (``model``, ``tasks``,
+        ``weighting``, ``optimizer``, ``training``, ``data``). The library parses and
+        validates it and builds the model, the optimizer and the weighting
+        (``self.source_config`` keeps the Config, e.g. for ``build_trainer``).
 
-            with open(config, encoding="utf-8") as f:
-                config = yaml.safe_load(f)
+        A dict with the constructor's keys (input_shape, input_dtype, trunk, heads, seed,
+        max_batch, l2_trunk, l2_heads, and optional ``optimizer`` {"kind": ..., keys} and
+        ``weighting`` {"method": ..., keys} sections), what :meth:`get_config` returns, is
+        built through the constructor instead."""
+        from .config import Config
+
+        if isinstance(config, (str, bytes, os.PathLike)):
+            return cls._from_c_config(Config.load(config))
+        if isinstance(config, Config):
+            return cls._from_c_config(config)
+        if not isinstance(config, dict):
+            raise errors.InvalidArgumentError(
+                f"from_config: expected a path, an mtl.Config or a dict, got "
+                f"{type(config).__name__}")
+        if "heads" not in config:
+            return cls._from_c_config(Config.from_dict(config))
         cfg = dict(config)
         opt = cfg.pop("optimizer", None)
         wcfg = cfg.pop("weighting", None)
@@ -840,6 +869,25 @@ class MultiTaskModel:
             model.compile(optimizer=kind, weighting=w_method, weighting_options=w_opts, **opt)
         return model
 
+    @classmethod
+    def _from_c_config(cls, cfg) -> "MultiTaskModel":
+        from .checkpoint import model_info
+
+        model = cfg.build_model()
+        opt = w = None
+        try:
+            opt = cfg.build_optimizer(model)
+            w = cfg.build_weighting()
+            info = model_info(model._ptr)
+        except BaseException:
+            for h in (w, opt, model):
+                if h is not None:
+                    h.close()
+            raise
+        self = cls._from_handles(model, opt, w, _config_from_info(info))
+        self.source_config = cfg
+        return self
+
     def get_config(self) -> dict:
         return json.loads(json.dumps(self.config))
 
@@ -854,7 +902,7 @@ class MultiTaskModel:
             with open(p, "rb") as f:
                 blob = f.read()
         return {"config": self.config, "checkpoint": blob, "compile": self._compile_args,
-                "history": self.history}
+                "exact_config": self._exact_config, "history": self.history}
 
     def __setstate__(self, st):
         if "checkpoint" in st:
@@ -869,6 +917,7 @@ class MultiTaskModel:
                 model, opt, w = load_checkpoint(p)
             other = MultiTaskModel._from_handles(model, opt, w, st["config"])
             other._compile_args = st.get("compile")
+            other._exact_config = st.get("exact_config", True)
         else:   # written before checkpoints existed: weights by name, compiled afresh
             other = MultiTaskModel.from_config(st["config"])
             other.load_state_dict(st["state"])

@@ -173,6 +173,17 @@ class Trainer(HandleBase):
             self.close()
             raise
 
+    @classmethod
+    def _wrap(cls, ptr, model, optimizer, weighting, deps=()) -> "Trainer":
+        """A trainer the library created (mtl_config_build_trainer)."""
+        tr = cls.__new__(cls)
+        own = [model._res, optimizer._res] + ([] if weighting is None else [weighting._res])
+        tr._own(Resource(ptr, _free_trainer, "trainer", deps=own + list(deps)))
+        tr.model, tr.optimizer, tr.weighting = model, optimizer, weighting
+        tr.tasks = model.task_names
+        tr.callback = None
+        return tr
+
     # ---- data ----
     def _keep(self, *datasets):
         for d in datasets:
