@@ -305,16 +305,25 @@ START_TEST(non_finite_loss_changes_nothing)
     float L[4];
     ck_assert_status(mtl_model_train_step(m, o, NULL, b.x, targets(&b), NULL, L),
                      MTL_ERR_NUMERIC);
-    ck_assert_msg(strstr(mtl_last_error(), "not finite") != NULL, "%s", mtl_last_error());
+    /* relu maps the NaN to 0 in the forward, so here it is the gradient that is caught */
+    ck_assert_msg(strstr(mtl_last_error(), "not finite") != NULL ||
+                      strstr(mtl_last_error(), "nan") != NULL,
+                  "%s", mtl_last_error());
     ck_assert_mem_eq(before, m->params, m->nparams * sizeof(float));
     ck_assert_mem_eq(before + m->nparams, m->state, m->nstate * sizeof(float));
     ck_assert_mem_eq(&rng_before, &m->rng, sizeof rng_before);
     ck_assert_int_eq(mtl_optimizer_step_count(o), 1);
-    /* an infinite regression target: the loss is inf */
+    /* an infinite input */
+    ((float *)mtl_tensor_data(b.x))[7] = INFINITY;
+    ck_assert_status(mtl_model_train_step(m, o, NULL, b.x, targets(&b), NULL, L),
+                     MTL_ERR_NUMERIC);
+    ck_assert_mem_eq(before, m->params, m->nparams * sizeof(float));
+    /* an infinite target is bad input, caught before anything runs */
     ((float *)mtl_tensor_data(b.x))[7] = 0.5f;
     ((float *)mtl_tensor_data(b.y[1]))[0] = INFINITY;
     ck_assert_status(mtl_model_train_step(m, o, NULL, b.x, targets(&b), NULL, L),
-                     MTL_ERR_NUMERIC);
+                     MTL_ERR_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(mtl_last_error(), "inf") != NULL, "%s", mtl_last_error());
     ck_assert_mem_eq(before, m->params, m->nparams * sizeof(float));
     free(before);
     free_batch(&b);
@@ -508,7 +517,9 @@ START_TEST(batch_errors_are_clear)
     int64_t shape[1] = {IN};
     ck_assert_ok(mtl_model_create(&unbuilt, MTL_FLOAT32, 1, shape));
     ck_assert_status(mtl_model_predict(unbuilt, b.x), MTL_ERR_STATE);
-    ck_assert_status(mtl_optimizer_create(&o2, unbuilt, "sgd"), MTL_ERR_STATE);
+    mtl_optimizer *o3 = (mtl_optimizer *)&o3;
+    ck_assert_status(mtl_optimizer_create(&o3, unbuilt, "sgd"), MTL_ERR_STATE);
+    ck_assert_ptr_null(o3);
     mtl_model_free(unbuilt);
     mtl_weighting_free(w3);
     mtl_tensor_free(big);

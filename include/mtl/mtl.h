@@ -5,6 +5,8 @@
 #include "mtl/version.h"
 #include "mtl/status.h"
 #include "mtl/tensor.h"
+#include "mtl/data.h"
+#include "mtl/metrics.h"
 #include "mtl/runtime.h"
 #include "mtl/model.h"
 #include "mtl/optim.h"

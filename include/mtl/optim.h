@@ -28,6 +28,33 @@
  *   min_lr        cosine, linear: final learning rate (0)
  *   schedule_interval  optimizer steps per schedule tick (1; set it to the steps of an epoch
  *                 for epoch-based schedules)
+ * total_steps reads 0 until set. warmup_steps, step_size, total_steps and schedule_interval are
+ * integers, nesterov/amsgrad/centered are 0 or 1: set them with set_int or with an integral
+ * set_double. Errors: an unknown key, a key the kind does not use, a string key given to
+ * set_double/set_int or a numeric key to set_string, an unknown schedule name:
+ * MTL_ERR_INVALID_ARGUMENT; a value outside its range (or milestones that are not increasing
+ * integers >= 0): MTL_ERR_RANGE. Options that are only wrong together (nesterov without
+ * momentum > 0 and dampening 0; cosine or linear without total_steps) fail the next step with
+ * MTL_ERR_STATE.
+ *
+ * Learning rate of a step: with t = step_count / schedule_interval (integer division),
+ * W = warmup_steps, s0 = warmup_start_factor and u = max(t - W, 0),
+ *   lr(t) = f(t) * S(u),   f(t) = s0 + (1 - s0) * t / W  for t < W,  1 otherwise
+ *   constant     S(u) = lr
+ *   step         S(u) = lr * gamma^floor(u / step_size)
+ *   multistep    S(u) = lr * gamma^(number of milestones <= u)
+ *   exponential  S(u) = lr * gamma^u
+ *   cosine       S(u) = min_lr + (lr - min_lr) * (1 + cos(pi * min(u, T) / T)) / 2
+ *                (T = total_steps)
+ *   linear       S(u) = lr + (min_lr - lr) * min(u, T) / T
+ * (PyTorch's StepLR, MultiStepLR, ExponentialLR and CosineAnnealingLR closed forms, counted
+ * from the end of the warm-up; cosine and linear stay at min_lr after T). Each part's
+ * multiplier (mtl_optimizer_set_lr_scale) then scales lr(t).
+ *
+ * One step: clip_value clamps every gradient, then clip_norm scales all of them by
+ * clip_norm / (norm + 1e-6) when that is below 1 (torch.nn.utils.clip_grad_norm_), both in
+ * place; then the update of the kind, with PyTorch 1.13's equations (Adam's weight_decay is
+ * L2 added to the gradient, AdamW's is p -= lr * weight_decay * p before the Adam step).
  * Since 1.0. */
 #ifndef MTL_OPTIM_H
 #define MTL_OPTIM_H
@@ -58,18 +85,23 @@ MTL_API mtl_status mtl_optimizer_set_string(mtl_optimizer *opt, const char *key,
 MTL_API mtl_status mtl_optimizer_get_double(const mtl_optimizer *opt, const char *key,
                                             double *value);
 
-/* Introspection: the i-th key this optimizer accepts (NULL past the end), its default value
- * (numeric keys) and whether it is a string key. Since 1.0. */
+/* Introspection: the i-th key this optimizer accepts (NULL past the end) and its default
+ * value. The string keys (schedule, milestones) have no numeric value: get_double and
+ * key_default return MTL_ERR_UNSUPPORTED for them (and set *value to NaN), which is how a
+ * caller tells them apart. Since 1.0. */
 MTL_API const char *mtl_optimizer_key_name(const mtl_optimizer *opt, int index);
 MTL_API mtl_status mtl_optimizer_key_default(const mtl_optimizer *opt, const char *key,
                                              double *value);
 
 /* Multiply the learning rate of one part of the model: "trunk", a head's task name (or
- * "heads.<task>"), or "heads" for all heads. scale >= 0 (0 freezes the part). Since 1.0. */
+ * "heads.<task>"), or "heads" for all heads. scale >= 0 (0 freezes the part; its moment
+ * buffers still advance, as with a PyTorch parameter group at lr 0). Errors: an unknown part
+ * is MTL_ERR_NOT_FOUND, a negative or non-finite scale MTL_ERR_RANGE. Since 1.0. */
 MTL_API mtl_status mtl_optimizer_set_lr_scale(mtl_optimizer *opt, const char *part,
                                               double scale);
 
-/* The kind name, the learning rate the next step will use, and the number of steps taken.
+/* The kind name, the learning rate the next step will use (before part multipliers), and
+ * the number of steps taken. On a NULL handle: NULL, 0.0 and -1, with the last error set.
  * Since 1.0. */
 MTL_API const char *mtl_optimizer_kind(const mtl_optimizer *opt);
 MTL_API double mtl_optimizer_current_lr(const mtl_optimizer *opt);

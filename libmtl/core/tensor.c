@@ -181,6 +181,8 @@ MTL_API void mtl_tensor_free(mtl_tensor *t)
         return;
     if (t->owned)
         mtli_free(t->data);
+    else if (t->release)
+        t->release(t->release_ctx, t->data, t->numel * mtli_dtype_size(t->dtype));
     mtli_free(t);
 }
 
@@ -275,5 +277,5 @@ MTL_API int mtl_tensor_is_owned(const mtl_tensor *t)
         NULL_TENSOR("mtl_tensor_is_owned");
         return 0;
     }
-    return t->owned ? 1 : 0;
+    return t->owned || t->release ? 1 : 0;
 }

@@ -15,7 +15,14 @@ struct mtl_tensor {
     size_t numel;
     void *data;
     bool owned;
+    /* For buffers that are neither owned nor the caller's (a memory-mapped file): called by
+     * mtl_tensor_free as release(release_ctx, data, byte size). NULL otherwise. */
+    void (*release)(void *ctx, void *data, size_t bytes);
+    void *release_ctx;
 };
+
+/* Tensors can carry a release callback (libmtl/data/npy.c maps large files when set). */
+#define MTLI_TENSOR_HAS_RELEASE 1
 
 size_t mtli_dtype_size(mtl_dtype dtype);
 

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/rng.h"
 #include "mtl/status.h"
@@ -29,12 +30,15 @@ typedef struct mtli_layer mtli_layer;
 typedef enum {
     MTLI_INIT_ZEROS,
     MTLI_INIT_ONES,
-    MTLI_INIT_KAIMING_UNIFORM, /* PyTorch's Linear default: bound = gain*sqrt(3/fan_in), a=sqrt(5) */
-    MTLI_INIT_KAIMING_NORMAL,  /* std = sqrt(2/fan_in) (ReLU gain) */
-    MTLI_INIT_XAVIER_UNIFORM,  /* bound = sqrt(6/(fan_in+fan_out)) */
-    MTLI_INIT_XAVIER_NORMAL,   /* std = sqrt(2/(fan_in+fan_out)) */
+    MTLI_INIT_KAIMING_UNIFORM, /* PyTorch's Linear default, kaiming_uniform_(a=sqrt(5)):
+                                * bound = g*sqrt(3/fan_in) with g = sqrt(2/(1+a^2)) = sqrt(1/3),
+                                * i.e. U(-gain/sqrt(fan_in), gain/sqrt(fan_in)) */
+    MTLI_INIT_KAIMING_NORMAL,  /* std = gain*sqrt(2/fan_in) (ReLU gain) */
+    MTLI_INIT_XAVIER_UNIFORM,  /* bound = gain*sqrt(6/(fan_in+fan_out)) */
+    MTLI_INIT_XAVIER_NORMAL,   /* std = gain*sqrt(2/(fan_in+fan_out)) */
     MTLI_INIT_NORMAL,          /* std = init_std (embeddings: N(0,1) like PyTorch) */
-    MTLI_INIT_BIAS_UNIFORM     /* PyTorch's Linear bias default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    MTLI_INIT_BIAS_UNIFORM,    /* PyTorch's Linear bias default: U(+-1/sqrt(fan_in)) */
+    MTLI_INIT_DEFAULT          /* option value only: the kind's own default ("default") */
 } mtli_init;
 
 #define MTLI_MAX_LAYER_PARAMS 4
@@ -81,6 +85,9 @@ typedef struct mtli_layer_ops {
     size_t (*scratch_floats)(const mtli_layer *l, size_t B);
     void (*forward)(mtli_layer *l, const mtli_fwd *f);
     void (*backward)(const mtli_layer *l, const mtli_bwd *b);
+    /* Optional (may be NULL): validate a batch before forward, which cannot fail. Called
+     * through mtli_layer_check_input. */
+    mtl_status (*check)(const mtli_layer *l, const float *x, size_t B, bool train);
 } mtli_layer_ops;
 
 /* Layer options set by key before setup; each layer kind documents which keys it reads. */
@@ -121,14 +128,30 @@ struct mtli_layer {
 /* Registry (layers/registry.c): find the ops for a kind name ("linear", "relu", "leaky_relu",
  * "gelu", "tanh", "sigmoid", "dropout", "layer_norm", "batch_norm", "embedding"). */
 const mtli_layer_ops *mtli_layer_find(const char *kind);
+/* The same, failing with MTL_ERR_INVALID_ARGUMENT ("unknown layer kind 'x' (expected ...)")
+ * when the name is not registered. */
+mtl_status mtli_layer_lookup(const char *kind, const mtli_layer_ops **out);
 
 /* Fill opts with the defaults (called before the user's keys are applied). */
 void mtli_layer_opts_default(mtli_layer_opts *o);
 
-/* Apply one option by key; unknown keys or bad values are errors naming the key. The key set
- * (per kind, documented in docs/guide.md): out, bias, num_embeddings, pooling ("sum"/"mean"),
- * p, slope, eps, momentum, affine, approximate ("none"/"tanh"), init ("kaiming_uniform",
- * "kaiming_normal", "xavier_uniform", "xavier_normal", "normal", "zeros"), bias_init, std, gain. */
+/* Apply one option by key; a key the kind does not use, or an unknown one, is
+ * MTL_ERR_INVALID_ARGUMENT naming the key and kind; a value out of range is MTL_ERR_RANGE.
+ * Keys by kind (documented in docs/guide.md), defaults as PyTorch's:
+ *   linear      out (int >= 1, required), bias (0/1, default 1), init, bias_init, std, gain
+ *   leaky_relu  slope (double, default 0.01)
+ *   gelu        approximate ("none" default, "tanh")
+ *   dropout     p (double in [0, 1), default 0.5)
+ *   layer_norm  eps (> 0, default 1e-5), affine (0/1, default 1)
+ *   batch_norm  eps, momentum ([0, 1], default 0.1), affine
+ *   embedding   out (embedding dim, required), num_embeddings (required), pooling ("sum",
+ *               "mean" default as EmbeddingBag), init, std, gain
+ *   relu, tanh, sigmoid: none.
+ * init/bias_init: "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal",
+ * "normal", "zeros", "ones", "default" (linear: kaiming_uniform(a=sqrt(5)) weight and
+ * U(+-1/sqrt(fan_in)) bias; embedding: normal). std (>= 0, default 1) is for "normal", gain
+ * (>= 0, default 1) multiplies kaiming/xavier. Integer keys accept integral doubles; double
+ * keys accept integers; string keys take only strings. */
 mtl_status mtli_layer_set_int(const mtli_layer_ops *ops, mtli_layer_opts *o, const char *key,
                               int64_t v);
 mtl_status mtli_layer_set_double(const mtli_layer_ops *ops, mtli_layer_opts *o,
@@ -136,9 +159,58 @@ mtl_status mtli_layer_set_double(const mtli_layer_ops *ops, mtli_layer_opts *o,
 mtl_status mtli_layer_set_string(const mtli_layer_ops *ops, mtli_layer_opts *o,
                                  const char *key, const char *v);
 
+/* Introspection: the i-th registered kind name and the i-th key a kind reads (NULL past the
+ * end), and the value type a key takes for a kind (MTLI_KEY_NONE: not used by the kind). */
+typedef enum { MTLI_KEY_NONE, MTLI_KEY_INT, MTLI_KEY_DOUBLE, MTLI_KEY_STRING } mtli_key_type;
+const char *mtli_layer_kind_at(size_t i);
+const char *mtli_layer_key_at(const mtli_layer_ops *ops, size_t i); /* i-th key of a kind */
+mtli_key_type mtli_layer_key_type(const mtli_layer_ops *ops, const char *key);
+
+/* Validate a batch for a set-up layer; the model calls it before every forward (which cannot
+ * fail) on data it has not checked yet: embedding ids in range
+ * (MTL_ERR_INVALID_ARGUMENT naming sample and id), batch_norm in training mode needs more
+ * than one value per channel (MTL_ERR_SHAPE, as PyTorch). OK for kinds without checks. */
+mtl_status mtli_layer_check_input(const mtli_layer *l, const float *x, size_t B, bool train);
+
+/* Embedding ids of B samples (l->in_features each) must be -1 (padding) or
+ * 0..num_embeddings-1; otherwise MTL_ERR_INVALID_ARGUMENT naming the sample and id. */
+mtl_status mtli_embedding_check_ids(const mtli_layer *l, const int32_t *ids, size_t B);
+
 /* Initialisation helper shared by the layers: fill n floats of p by scheme with the given
  * fans (fan_in, fan_out) and options (gain, std). */
 void mtli_init_fill(float *p, size_t n, mtli_init scheme, size_t fan_in, size_t fan_out,
                     double gain, double std, mtli_rng *rng);
+
+/* ---- helpers for the layer implementations (layers/ only) ---------------------------- */
+
+/* Validate l->in_ndim/in_dims and set l->in_features (their product); resets the outputs,
+ * params and descs. Error messages name l->ops->kind. */
+mtl_status mtli_layer_setup_input(mtli_layer *l);
+/* Output shape equal to the input shape (elementwise layers). */
+void mtli_layer_same_shape(mtli_layer *l);
+/* Append a parameter (or state, with is_state) desc at the end of the params (or state)
+ * slice; grows l->nparams (or l->nstate). Fails with MTL_ERR_RANGE on size overflow. */
+mtl_status mtli_layer_add_param(mtli_layer *l, const char *name, int ndim,
+                                const int64_t *shape, bool is_state, bool no_decay);
+
+/* out[j] += sum over rows of a[i*cols + j], accumulated in double (column sums for bias
+ * gradients). */
+void mtli_layer_colsum_acc(const float *a, size_t rows, size_t cols, float *out);
+
+/* The kinds' tables (one file each). */
+extern const mtli_layer_ops mtli_linear_ops;
+extern const mtli_layer_ops mtli_relu_ops, mtli_leaky_relu_ops, mtli_gelu_ops, mtli_tanh_ops,
+    mtli_sigmoid_ops;
+extern const mtli_layer_ops mtli_dropout_ops;
+extern const mtli_layer_ops mtli_layer_norm_ops, mtli_batch_norm_ops;
+extern const mtli_layer_ops mtli_embedding_ops;
+
+/* Read the int32 id stored in the i-th 4-byte slot of an activation buffer. */
+static inline int32_t mtli_layer_id_at(const float *x, size_t i)
+{
+    int32_t id;
+    memcpy(&id, (const char *)x + i * sizeof(float), sizeof id);
+    return id;
+}
 
 #endif

@@ -102,7 +102,8 @@ void mtli_stack_backward(mtli_stack *s, const float *x, const float *dy_top, flo
 /* Train-step internals shared with the weighting engine. */
 mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
                                   const mtl_tensor *const *targets,
-                                  const mtl_tensor *const *masks, const char *fn, size_t *B);
+                                  const mtl_tensor *const *masks, bool train, const char *fn,
+                                  size_t *B);
 
 /* The weighting hook (weighting/): compute task weights from the losses. active[t] is false
  * for tasks without a target this step (their weight is ignored). */

@@ -10,7 +10,8 @@
 
 mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
                                   const mtl_tensor *const *targets,
-                                  const mtl_tensor *const *masks, const char *fn, size_t *Bout)
+                                  const mtl_tensor *const *masks, bool train, const char *fn,
+                                  size_t *Bout)
 {
     MTLI_CHECK_NULL(m, fn);
     if (!m->built)
@@ -34,8 +35,21 @@ mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
     if (B > m->max_batch)
         return mtli_error(MTL_ERR_SHAPE, "%s: batch of %zu samples exceeds max_batch %zu", fn, B,
                           m->max_batch);
-    if (m->input_dtype == MTL_INT32 && m->trunk.s.nlayers > 0)
-        MTLI_TRY(mtli_embedding_check_ids(&m->trunk.s.layers[0], input->data, B));
+    /* data-dependent checks (embedding ids, batch statistics) before anything runs; only the
+     * first trunk layer reads the input itself, the others only look at B */
+    for (int h = -1; h < m->nheads; h++) {
+        mtli_stack *s = h < 0 ? &m->trunk.s : &m->heads[h]->s;
+        for (int i = 0; i < s->nlayers; i++) {
+            mtl_status st = mtli_layer_check_input(&s->layers[i], input->data, B, train);
+            if (st != MTL_OK) {
+                if (h < 0)
+                    mtli_error_prefix("%s: trunk layer %d", fn, i);
+                else
+                    mtli_error_prefix("%s: head '%s' layer %d", fn, m->heads[h]->name, i);
+                return st;
+            }
+        }
+    }
     if (targets) {
         int any = 0;
         for (int t = 0; t < m->nheads; t++) {
@@ -178,7 +192,7 @@ static mtl_status forward_backward(mtl_model *m, mtl_weighting *w, const mtl_ten
 {
     size_t B;
     MTLI_CHECK_NULL(targets, fn);
-    MTLI_TRY(mtli_model_check_batch(m, input, targets, masks, fn, &B));
+    MTLI_TRY(mtli_model_check_batch(m, input, targets, masks, true, fn, &B));
     m->last_predict_valid = false;
     save_state(m, rng_backup);
     mtl_status st = run(m, w, input, targets, masks, B, true, true);
@@ -232,7 +246,8 @@ MTL_API mtl_status mtl_model_compute_losses(mtl_model *m, const mtl_tensor *inpu
 {
     size_t B;
     MTLI_CHECK_NULL(targets, "mtl_model_compute_losses");
-    MTLI_TRY(mtli_model_check_batch(m, input, targets, masks, "mtl_model_compute_losses", &B));
+    MTLI_TRY(mtli_model_check_batch(m, input, targets, masks, false, "mtl_model_compute_losses",
+                                    &B));
     m->last_predict_valid = false;
     mtl_status st = run(m, NULL, input, targets, masks, B, false, false);
     report_losses(m, task_losses);
@@ -242,7 +257,7 @@ MTL_API mtl_status mtl_model_compute_losses(mtl_model *m, const mtl_tensor *inpu
 MTL_API mtl_status mtl_model_predict(mtl_model *m, const mtl_tensor *input)
 {
     size_t B;
-    MTLI_TRY(mtli_model_check_batch(m, input, NULL, NULL, "mtl_model_predict", &B));
+    MTLI_TRY(mtli_model_check_batch(m, input, NULL, NULL, false, "mtl_model_predict", &B));
     const float *Z = mtli_stack_forward(&m->trunk.s, input->data, B, false, &m->rng);
     for (int t = 0; t < m->nheads; t++)
         mtli_stack_forward(&m->heads[t]->s, Z, B, false, &m->rng);
