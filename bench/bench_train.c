@@ -157,15 +157,17 @@ static const char *lib_path(any_fn fn)
 
 typedef struct {
     int repeats;
-    double rep_time, warm_time;
+    double rep_time, warm_time, max_time;
     int min_warm;
 } timing;
 
 typedef void (*step_fn)(void *ctx);
 
 /* Warm up, choose the steps per group from the warm-up rate, call start (may be NULL), time
- * `repeats` groups; fill per_step[repeats] (seconds per step) and return the steps per group. */
-static int time_steps(const timing *t, step_fn fn, step_fn start, void *ctx, double *per_step)
+ * *nrep groups (t->repeats, fewer when one step is slower than max_time / repeats); fill
+ * per_step[*nrep] (seconds per step) and return the steps per group. */
+static int time_steps(const timing *t, step_fn fn, step_fn start, void *ctx, double *per_step,
+                      int *nrep)
 {
     double t0 = now();
     int n = 0;
@@ -177,9 +179,16 @@ static int time_steps(const timing *t, step_fn fn, step_fn start, void *ctx, dou
     int steps = (int)(t->rep_time / est + 0.5);
     if (steps < 1)
         steps = 1;
+    /* a very slow step (an overloaded machine): fewer groups, at least 3 */
+    int repeats = t->repeats;
+    if (est * repeats > t->max_time) {
+        repeats = (int)(t->max_time / est);
+        repeats = repeats < 3 ? 3 : repeats > t->repeats ? t->repeats : repeats;
+    }
+    *nrep = repeats;
     if (start)
         start(ctx);
-    for (int r = 0; r < t->repeats; r++) {
+    for (int r = 0; r < repeats; r++) {
         double s = now();
         for (int i = 0; i < steps; i++)
             fn(ctx);
@@ -513,6 +522,7 @@ int main(int argc, char **argv)
     timing tm = {.repeats = repeats > 0 ? repeats : (quick ? 3 : 7),
                  .rep_time = rep_time > 0 ? rep_time : (quick ? 0.03 : 0.15),
                  .warm_time = quick ? 0.03 : 0.15,
+                 .max_time = quick ? 1.0 : 3.0,
                  .min_warm = 3};
     if (tm.repeats > 100)
         tm.repeats = 100;
@@ -520,20 +530,22 @@ int main(int argc, char **argv)
 
     train_ctx c;
     build(&c, s, batch);
-    int steps = time_steps(&tm, train_one, train_start, &c, per_step);
+    int nrep;
+    int steps = time_steps(&tm, train_one, train_start, &c, per_step, &nrep);
     struct rusage ru1; /* peak RSS of the training, before the reference allocates */
     getrusage(RUSAGE_SELF, &ru1);
     double ms_min = 1e300;
-    for (int r = 0; r < tm.repeats; r++)
+    for (int r = 0; r < nrep; r++)
         ms_min = fmin(ms_min, per_step[r] * 1e3);
-    double med = median(per_step, tm.repeats);
+    double med = median(per_step, nrep);
+    int model_rep = nrep;
 
     double fb_ms = NAN, opt_ms = NAN;
     if (breakdown) {
-        time_steps(&tm, fwd_bwd_one, NULL, &c, per_step);
-        fb_ms = median(per_step, tm.repeats) * 1e3;
-        time_steps(&tm, opt_one, NULL, &c, per_step);
-        opt_ms = median(per_step, tm.repeats) * 1e3;
+        time_steps(&tm, fwd_bwd_one, NULL, &c, per_step, &nrep);
+        fb_ms = median(per_step, nrep) * 1e3;
+        time_steps(&tm, opt_one, NULL, &c, per_step, &nrep);
+        opt_ms = median(per_step, nrep) * 1e3;
     }
 
     double flops = gemm_flops(s, batch);
@@ -541,19 +553,19 @@ int main(int argc, char **argv)
     sgemm_ctx g;
     if (sgemm) {
         sgemm_setup(&g, s, (size_t)batch);
-        time_steps(&tm, sgemm_one, sgemm_start, &g, per_step);
-        sg_ms = median(per_step, tm.repeats) * 1e3;
+        time_steps(&tm, sgemm_one, sgemm_start, &g, per_step, &nrep);
+        sg_ms = median(per_step, nrep) * 1e3;
     }
 
     printf("{\"impl\": ");
     json_str(label);
     printf(", \"model\": \"%s\", \"batch\": %ld, \"threads\": %ld", s->name, batch, threads);
-    printf(", \"steps\": %d, \"repeats\": %d", steps, tm.repeats);
+    printf(", \"steps\": %d, \"repeats\": %d", steps, model_rep);
     printf(", \"ms_per_step\": %.6f, \"ms_min\": %.6f, \"samples_per_s\": %.3f", med * 1e3,
            ms_min, (double)batch / med);
     printf(", \"peak_rss_kib\": %ld", ru1.ru_maxrss);
     printf(", \"minflt_per_step\": %.4f",
-           (double)(ru1.ru_minflt - c.minflt0) / ((double)steps * tm.repeats));
+           (double)(ru1.ru_minflt - c.minflt0) / ((double)steps * model_rep));
     printf(", \"gemm_gflop_per_step\": %.6f, \"gflops\": %.3f", flops * 1e-9,
            flops * 1e-9 / med);
     double loss = 0;

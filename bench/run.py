@@ -77,8 +77,11 @@ def find_or_build_bench(build_dir, out_dir):
             blis_inc = cand
     os.makedirs(out_dir, exist_ok=True)
     exe = os.path.join(out_dir, "bench_train")
+    src = os.path.join(HERE, "bench_train.c")
+    if os.path.exists(exe) and os.path.getmtime(exe) > os.path.getmtime(src):
+        return exe
     cmd = ["cc", "-std=c11", "-O2", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra",
-           os.path.join(HERE, "bench_train.c"), "-o", exe, "-I", os.path.join(ROOT, "include"),
+           src, "-o", exe, "-I", os.path.join(ROOT, "include"),
            "-isystem", blis_inc, "-L", lib, "-lmtl", "-L", blis_lib, "-lblis",
            f"-Wl,-rpath,{os.path.abspath(lib)}:{blis_lib}", "-lm"]
     log("compiling:", " ".join(cmd))
@@ -190,7 +193,8 @@ def markdown(summary, ratios, threads_list, meta):
     L.append(f"- PyTorch {meta['torch']} BLAS: `{meta['torch_blas']}`")
     L.append(f"- PyTorch tuned environment (its command only): `{meta['tuned_env']}`")
     L.append(f"- load average (1/5/15 min) before: {meta['load_before']}, after: "
-             f"{meta['load_after']}")
+             f"{meta['load_after']}; median 1-min load at the measurements: "
+             f"{meta['load_median']:.2f}")
     L.append("")
     for t in threads_list:
         L.append(f"**{t} thread{'s' if t > 1 else ''}** — median ms/step over rounds "
@@ -270,6 +274,19 @@ def markdown(summary, ratios, threads_list, meta):
                      f"{'–' if frac is None else f'{frac:.0%}'} | {fmt(lib['rss_mib'], 1)} | "
                      f"{fmt(tun.get('rss_mib'), 1)} | {fmt(lib['minflt'], 1)} / "
                      f"{fmt(tun.get('minflt'), 1)} / {fmt(inst.get('minflt'), 1)} |")
+        L.append("")
+    if meta.get("gemms"):
+        L.append("<details><summary>The sgemm reference product by product (1 thread, median "
+                 "over rounds): where BLIS itself is slow</summary>")
+        L.append("")
+        L.append("| model | batch | product | op | m × n × k | ms | GFLOP/s |")
+        L.append("|---|---:|---|---|---|---:|---:|")
+        for (m, b), calls in meta["gemms"].items():
+            for c in calls:
+                L.append(f"| {m} | {b} | {c['what']} | {c['op']} | {c['m']} × {c['n']} × "
+                         f"{c['k']} | {c['ms']:.3f} | {c['gflops']:.1f} |")
+        L.append("")
+        L.append("</details>")
         L.append("")
     return "\n".join(L)
 
@@ -351,6 +368,18 @@ def main():
     except OSError:
         pass
     tuned_diff = env_diff(env_by_t[threads_list[0]]["torch-tuned"])
+    # per-product sgemm times of the GEMM-bound shapes, one thread, median over rounds
+    gemms = {}
+    for m, b in configs:
+        runs = [r for r in results if r["impl"] == "libmtl" and r["model"] == m
+                and r["batch"] == b and r["threads"] == 1 and r.get("gemms")]
+        if (m, b) not in GEMM_BOUND or not runs:
+            continue
+        calls = []
+        for i, c in enumerate(runs[0]["gemms"]):
+            ms = statistics.median(r["gemms"][i]["ms"] for r in runs)
+            calls.append(dict(c, ms=ms, gflops=2e-6 * c["m"] * c["n"] * c["k"] / ms))
+        gemms[(m, b)] = calls
     meta = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "cpu": cpu, "nproc": os.cpu_count(), "rounds": rounds, "quick": args.quick,
@@ -360,7 +389,8 @@ def main():
                               for k, v in sorted(tuned_diff.items())),
         "load_before": " / ".join(f"{x:.2f}" for x in load_before),
         "load_after": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "flops": flops, "platform": platform.platform(),
+        "flops": flops, "platform": platform.platform(), "gemms": gemms,
+        "load_median": statistics.median(r["load1"] for r in results),
     }
     md = markdown(summary, ratios, threads_list, meta)
     md_path = os.path.join(args.out, f"results-{stamp}.md")

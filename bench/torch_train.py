@@ -107,6 +107,10 @@ def main():
         n += 1
     per_step = (time.perf_counter() - t0) / n
     steps = max(1, int(rep_time / per_step + 0.5))
+    # a very slow step (an overloaded machine): fewer groups, at least 3
+    max_time = 1.0 if args.quick else 3.0
+    if per_step * repeats > max_time:
+        repeats = min(repeats, max(3, int(max_time / per_step)))
 
     flt0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     times = []
