@@ -26,7 +26,8 @@ fi
 ninja -C build
 
 if [ "$mode" = run ]; then
-  exec build/examples/mtl-info
+  build/examples/mtl-info
+  exec build/examples/two-task build/two_task.ckpt
 fi
 
 meson test -C build --print-errorlogs --num-processes 2

@@ -141,6 +141,26 @@ MTL_API mtl_status mtl_model_forward_backward(mtl_model *model, mtl_weighting *w
                                               const mtl_tensor *const *masks,
                                               float *task_losses);
 
+/* Multi-input training: each task brings its own batch (its own inputs, possibly of another
+ * batch size), as when tasks are labelled on different datasets. inputs, targets and masks
+ * hold one entry per head; a task whose input and target are both NULL is skipped this step.
+ * The trunk runs once per present task; the task gradients of the shared parameters are
+ * combined by the weighting (representation-mode methods are not available here, since the
+ * shared representation differs between tasks). Otherwise as mtl_model_train_step.
+ * Since 1.0. */
+MTL_API mtl_status mtl_model_train_step_multi(mtl_model *model, mtl_optimizer *opt,
+                                              mtl_weighting *weighting,
+                                              const mtl_tensor *const *inputs,
+                                              const mtl_tensor *const *targets,
+                                              const mtl_tensor *const *masks,
+                                              float *task_losses);
+/* Forward and backward only, for multi-input batches. Since 1.0. */
+MTL_API mtl_status mtl_model_forward_backward_multi(mtl_model *model, mtl_weighting *weighting,
+                                                    const mtl_tensor *const *inputs,
+                                                    const mtl_tensor *const *targets,
+                                                    const mtl_tensor *const *masks,
+                                                    float *task_losses);
+
 /* Per-task losses in evaluation mode, without gradients or any state change. Since 1.0. */
 MTL_API mtl_status mtl_model_compute_losses(mtl_model *model, const mtl_tensor *input,
                                             const mtl_tensor *const *targets,

@@ -1,9 +1,14 @@
 /* libmtl — task weighting: how the task losses (and, for gradient-based methods, their
  * gradients) combine into one update.
  *
- * Methods are chosen by name. This release provides:
- *   "ew"     equal weighting; key "reduction": "sum" (default; weights 1) or "mean" (1/T)
- *   "fixed"  static weights set with mtl_weighting_set_weights (default all 1)
+ * Methods are chosen by name (lower case, the same in C, YAML and Python):
+ *   loss-based:      ew, fixed, uw, dwa, gls, rlw, stch, famo
+ *   Gram-based:      mgda, mgda_ub, pcgrad, cagrad, nash_mtl, imtl, aligned_mtl, fairgrad,
+ *                    upgrad, dualproj, gradnorm, config
+ *   per-coordinate:  graddrop, gradvac, moco, db_mtl, excessmtl
+ * docs/weighting.md lists every method with its paper, hyper-parameters, defaults, cost and
+ * the meaning of its weights. "ew" takes key "reduction": "sum" (default; weights 1) or
+ * "mean" (1/T); "fixed" uses static weights set with mtl_weighting_set_weights (default 1).
  * Hyper-parameters are set by key; unknown keys and bad values are errors. The weights a step
  * used are read back with mtl_weighting_get_weights. Since 1.0. */
 #ifndef MTL_WEIGHTING_H
@@ -37,6 +42,25 @@ MTL_API mtl_status mtl_weighting_get_weights(const mtl_weighting *w, double *wei
 
 MTL_API const char *mtl_weighting_method(const mtl_weighting *w);
 MTL_API int mtl_weighting_num_tasks(const mtl_weighting *w);
+
+/* The current value of a key (its default until set). get_double also reads int keys;
+ * get_string returns a borrowed string valid while w lives. Errors: unknown key, or a key of
+ * another type. Since 1.0. */
+MTL_API mtl_status mtl_weighting_get_double(const mtl_weighting *w, const char *key,
+                                            double *value);
+MTL_API mtl_status mtl_weighting_get_int(const mtl_weighting *w, const char *key,
+                                         int64_t *value);
+MTL_API mtl_status mtl_weighting_get_string(const mtl_weighting *w, const char *key,
+                                            const char **value);
+
+/* The i-th available method name (canonical, lower case); NULL past the end. Static
+ * storage. Since 1.0. */
+MTL_API const char *mtl_weighting_available(int index);
+
+/* Forget everything the method has learned or remembered (learned weights, loss history,
+ * step count; the random stream restarts from the "seed" key). Keys keep their values.
+ * Since 1.0. */
+MTL_API mtl_status mtl_weighting_reset(mtl_weighting *w);
 
 MTL_END_DECLS
 

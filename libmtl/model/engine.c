@@ -29,45 +29,60 @@ void mtli_engine_free(mtl_model *m)
     mtli_free(m->eng_scratch);
     m->eng_dz = m->eng_J = m->eng_Gf = m->eng_shared = NULL;
     m->eng_G = m->eng_scratch = NULL;
-    m->eng_bound = NULL;
+    m->eng_nscratch = 0;
 }
 
-/* Size the engine's workspace for w (once; again only when a different weighting is used)
- * and tell the weighting the trunk's layout. Runs before anything changes in a step. */
-mtl_status mtli_engine_prepare(mtl_model *m, mtl_weighting *w, unsigned needs)
+/* Size the engine's workspace (once per model; J only when a method or multi-input training
+ * needs it; the method's scratch grows if a larger one is asked for) and bind the weighting
+ * to the trunk's layout. Runs before anything changes in a step, so a failure leaves the
+ * model as it was. w may be NULL (multi-input training with plain sums). */
+mtl_status mtli_engine_prepare(mtl_model *m, mtl_weighting *w, unsigned needs, bool want_J)
 {
-    if (m->eng_bound == w)
-        return MTL_OK;
     size_t P = m->trunk.s.nparams, T = (size_t)m->nheads;
+    const char *name = w ? mtl_weighting_method(w) : "ew";
     if (P == 0)
         return mtli_error(MTL_ERR_UNSUPPORTED,
                           "weighting '%s' balances gradients of shared parameters, but the "
                           "trunk has none",
-                          mtl_weighting_method(w));
+                          name);
     if (T > MTLI_WMAX_GRAD_TASKS)
         return mtli_error(MTL_ERR_UNSUPPORTED,
-                          "weighting '%s' supports up to %d tasks, the model has %zu",
-                          mtl_weighting_method(w), MTLI_WMAX_GRAD_TASKS, T);
-    mtli_engine_free(m);
+                          "weighting '%s' supports up to %d tasks, the model has %zu", name,
+                          MTLI_WMAX_GRAD_TASKS, T);
+    if (!(needs & MTLI_NEED_R))
+        want_J = true;
     size_t dzn = m->max_batch * m->trunk.s.out_features;
-    m->eng_dz = mtli_aligned_calloc(T * dzn, sizeof(float));
-    m->eng_Gf = mtli_aligned_calloc(T * T, sizeof(float));
-    m->eng_G = mtli_calloc(T * T, sizeof(double));
-    bool wantJ = (needs & MTLI_NEED_J) || !(needs & MTLI_NEED_R);
-    if (wantJ) {
+    if (!m->eng_dz) {
+        m->eng_dz = mtli_aligned_calloc(T * dzn, sizeof(float));
+        m->eng_Gf = mtli_aligned_calloc(T * T, sizeof(float));
+        m->eng_G = mtli_calloc(T * T, sizeof(double));
+        m->eng_shared = mtli_aligned_calloc(P, sizeof(float));
+        if (!m->eng_dz || !m->eng_Gf || !m->eng_G || !m->eng_shared) {
+            mtli_engine_free(m);
+            return mtli_oom("per-task gradient workspace", T * dzn * sizeof(float));
+        }
+    }
+    if (want_J && !m->eng_J) {
         size_t jn;
         if (!mtli_mul_size(T, P, &jn))
             return MTL_ERR_RANGE;
         m->eng_J = mtli_aligned_calloc(jn, sizeof(float));
+        if (!m->eng_J)
+            return mtli_oom("per-task gradients (tasks x shared parameters)", jn * sizeof(float));
     }
-    m->eng_shared = mtli_aligned_calloc(P, sizeof(float));
+    if (!w)
+        return MTL_OK;
     size_t nws = mtli_weighting_workspace(w, (int)T, P);
-    m->eng_scratch = nws ? mtli_calloc(nws, sizeof(double)) : NULL;
-    if (!m->eng_dz || !m->eng_Gf || !m->eng_G || (wantJ && !m->eng_J) || !m->eng_shared ||
-        (nws && !m->eng_scratch)) {
-        mtli_engine_free(m);
-        return mtli_oom("per-task gradient workspace", T * (dzn + P) * sizeof(float));
+    if (nws > m->eng_nscratch) {
+        double *ns = mtli_calloc(nws, sizeof(double));
+        if (!ns)
+            return mtli_oom("weighting workspace", nws * sizeof(double));
+        mtli_free(m->eng_scratch);
+        m->eng_scratch = ns;
+        m->eng_nscratch = nws;
     }
+    if (w->P == P)
+        return MTL_OK; /* already bound to a trunk of this layout */
     /* layer and tensor boundaries of the trunk within the shared range */
     const mtli_stack *s = &m->trunk.s;
     size_t layer_ends[256], tensor_ends[1024];
@@ -82,18 +97,21 @@ mtl_status mtli_engine_prepare(mtl_model *m, mtl_weighting *w, unsigned needs)
                 tensor_ends[nt++] = base + l->desc[d].offset + l->desc[d].count;
         layer_ends[nl++] = base + l->nparams;
     }
-    mtl_status st = mtli_weighting_bind(w, P, layer_ends, nl, tensor_ends, nt);
-    if (st != MTL_OK) {
-        mtli_engine_free(m);
-        return st;
-    }
-    m->eng_bound = w;
-    return MTL_OK;
+    return mtli_weighting_bind(w, P, layer_ends, nl, tensor_ends, nt);
 }
 
 /* The backward of a gradient-balancing step; m->grads is zero on entry. */
 mtl_status mtli_engine_backward(mtl_model *m, mtl_weighting *w, unsigned needs, const float *x,
                                 const float *Z, size_t B, const bool *act)
+{
+    MTLI_TRY(mtli_engine_per_task(m, needs, x, Z, B, act));
+    return mtli_engine_combine(m, w, needs, x, B, act);
+}
+
+/* Heads' own gradients (unweighted) and per-task trunk gradients: dZ_t always, J rows unless
+ * in representation mode. */
+mtl_status mtli_engine_per_task(mtl_model *m, unsigned needs, const float *x, const float *Z,
+                                size_t B, const bool *act)
 {
     const int T = m->nheads;
     const size_t P = m->trunk.s.nparams, D = m->trunk.s.out_features, BD = B * D;
@@ -108,7 +126,6 @@ mtl_status mtli_engine_backward(mtl_model *m, mtl_weighting *w, unsigned needs, 
         }
         mtli_stack_backward(&m->heads[t]->s, Z, m->heads[t]->dlogits, dz, m->grads, B);
     }
-    const float *J = NULL;
     if (!rep) {
         for (int t = 0; t < T; t++) {
             float *Jt = m->eng_J + (size_t)t * P;
@@ -117,8 +134,19 @@ mtl_status mtli_engine_backward(mtl_model *m, mtl_weighting *w, unsigned needs, 
                 mtli_stack_backward(&m->trunk.s, x, m->eng_dz + (size_t)t * dzstride, NULL, Jt,
                                     B);
         }
-        J = m->eng_J;
     }
+    return MTL_OK;
+}
+
+/* Weights from the method, heads scaled, shared gradient combined. */
+mtl_status mtli_engine_combine(mtl_model *m, mtl_weighting *w, unsigned needs, const float *x,
+                               size_t B, const bool *act)
+{
+    const int T = m->nheads;
+    const size_t P = m->trunk.s.nparams, D = m->trunk.s.out_features, BD = B * D;
+    const size_t dzstride = m->max_batch * D;
+    const bool rep = (needs & MTLI_NEED_R) != 0;
+    const float *J = rep ? NULL : m->eng_J;
     const double *G = NULL;
     if (needs & MTLI_NEED_G) {
         if (rep)
@@ -130,6 +158,10 @@ mtl_status mtli_engine_backward(mtl_model *m, mtl_weighting *w, unsigned needs, 
         G = m->eng_G;
     }
     bool wrote = false;
+    if (!w) { /* plain sum (multi-input training without a weighting) */
+        for (int t = 0; t < T; t++)
+            m->task_weights[t] = act[t] ? 1.0 : 0.0;
+    } else {
     mtli_wstep step = {.T = T,
                        .losses = m->task_loss,
                        .active = act,
@@ -141,6 +173,7 @@ mtl_status mtli_engine_backward(mtl_model *m, mtl_weighting *w, unsigned needs, 
                        .wrote_shared = &wrote,
                        .scratch = m->eng_scratch};
     MTLI_TRY(mtli_weighting_apply(w, &step));
+    }
     /* heads: scale each head's gradient range by its weight */
     for (int t = 0; t < T; t++) {
         const mtli_stack *hs = &m->heads[t]->s;

@@ -45,6 +45,7 @@ MTL_API mtl_status mtl_model_create(mtl_model **out, mtl_dtype input_dtype, int 
 
 static void free_workspace(mtl_model *m)
 {
+    mtli_engine_free(m);
     mtli_free(m->params);
     mtli_free(m->grads);
     mtli_free(m->state);

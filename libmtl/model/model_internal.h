@@ -10,6 +10,7 @@
 #include "layers/layer.h"
 #include "losses/loss.h"
 #include "mtl/model.h"
+#include "weighting/weighting_internal.h"
 
 /* A stack of layers: the trunk or one head. */
 typedef struct mtli_stack {
@@ -77,6 +78,14 @@ struct mtl_model {
     size_t bwd_width;
     double *task_weights;       /* [nheads] */
     double *task_loss;          /* [nheads] */
+    /* per-task-gradient engine (engine.c), sized on first use */
+    float *eng_dz;              /* [T, max_batch * D] per-task gradients w.r.t. Z */
+    float *eng_J;               /* [T, P_shared] per-task shared-parameter gradients */
+    float *eng_Gf;              /* [T, T] */
+    double *eng_G;              /* [T, T] */
+    float *eng_shared;          /* [P_shared] a method's combined shared gradient */
+    double *eng_scratch;        /* the method's workspace */
+    size_t eng_nscratch;
     size_t last_batch;          /* batch of the last predict */
     bool last_predict_valid;
 };
@@ -105,9 +114,15 @@ mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
                                   const mtl_tensor *const *masks, bool train, const char *fn,
                                   size_t *B);
 
-/* The weighting hook (weighting/): compute task weights from the losses. active[t] is false
- * for tasks without a target this step (their weight is ignored). */
-mtl_status mtli_weighting_weights(mtl_weighting *w, const double *losses, const bool *active,
-                                  int T, double *weights);
+
+/* Per-task-gradient engine (engine.c). */
+void mtli_engine_free(mtl_model *m);
+mtl_status mtli_engine_prepare(mtl_model *m, mtl_weighting *w, unsigned needs, bool want_J);
+mtl_status mtli_engine_backward(mtl_model *m, mtl_weighting *w, unsigned needs, const float *x,
+                                const float *Z, size_t B, const bool *act);
+mtl_status mtli_engine_per_task(mtl_model *m, unsigned needs, const float *x, const float *Z,
+                                size_t B, const bool *act);
+mtl_status mtli_engine_combine(mtl_model *m, mtl_weighting *w, unsigned needs, const float *x,
+                               size_t B, const bool *act);
 
 #endif

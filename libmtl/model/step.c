@@ -80,6 +80,26 @@ static int all_finite(const float *g, size_t n)
     return acc == 0.0f;
 }
 
+/* L2 penalty lambda*||theta||^2 on weights (not biases or normalisation parameters) */
+static void add_l2(mtl_model *m)
+{
+    if (!(m->l2_trunk > 0.0 || m->l2_heads > 0.0))
+        return;
+    for (int i = 0; i < m->nnamed; i++) {
+        mtli_named_param *p = &m->named[i];
+        if (p->is_state || p->no_decay)
+            continue;
+        double lam = p->head < 0 ? m->l2_trunk : m->l2_heads;
+        if (lam <= 0.0)
+            continue;
+        float c = (float)(2.0 * lam);
+        float *g = m->grads + p->offset;
+        const float *th = m->params + p->offset;
+        for (size_t k = 0; k < p->count; k++)
+            g[k] += c * th[k];
+    }
+}
+
 /* forward (+ backward when grads != NULL). Writes unweighted losses into m->task_loss. */
 static mtl_status run(mtl_model *m, mtl_weighting *w, const mtl_tensor *input,
                       const mtl_tensor *const *targets, const mtl_tensor *const *masks,
@@ -98,6 +118,7 @@ static mtl_status run(mtl_model *m, mtl_weighting *w, const mtl_tensor *input,
         heap_active = true;
     }
     mtl_status st = MTL_OK;
+    (void)D;
     for (int t = 0; t < m->nheads; t++) {
         mtl_head *h = m->heads[t];
         act[t] = targets[t] != NULL;
@@ -119,45 +140,42 @@ static mtl_status run(mtl_model *m, mtl_weighting *w, const mtl_tensor *input,
     }
     if (!backward)
         goto done;
-    st = mtli_weighting_weights(w, m->task_loss, act, m->nheads, m->task_weights);
-    if (st != MTL_OK)
-        goto done;
     memset(m->grads, 0, m->nparams * sizeof(float));
-    bool first = true;
-    for (int t = 0; t < m->nheads; t++) {
-        if (!act[t])
-            continue;
-        mtl_head *h = m->heads[t];
-        float wt = (float)m->task_weights[t];
-        size_t n = B * h->s.out_features;
-        if (wt != 1.0f)
-            for (size_t i = 0; i < n; i++)
-                h->dlogits[i] *= wt;
-        float *dst = first ? m->dz : m->dz_tmp;
-        mtli_stack_backward(&h->s, Z, h->dlogits, m->trunk.s.nlayers ? dst : NULL, m->grads, B);
-        if (!first && m->trunk.s.nlayers)
-            for (size_t i = 0; i < B * D; i++)
-                m->dz[i] += m->dz_tmp[i];
-        first = false;
-    }
-    if (m->trunk.s.nlayers)
-        mtli_stack_backward(&m->trunk.s, x, m->dz, NULL, m->grads, B);
-    /* L2 penalty lambda*||theta||^2 on weights (not biases or normalisation parameters) */
-    if (m->l2_trunk > 0.0 || m->l2_heads > 0.0) {
-        for (int i = 0; i < m->nnamed; i++) {
-            mtli_named_param *p = &m->named[i];
-            if (p->is_state || p->no_decay)
+    unsigned needs = w ? mtli_weighting_needs(w) : MTLI_NEED_L;
+    if (needs & (MTLI_NEED_G | MTLI_NEED_J)) {
+        st = mtli_engine_backward(m, w, needs, x, Z, B, act);
+        if (st != MTL_OK)
+            goto done;
+    } else {
+        st = w ? mtli_weighting_weights(w, m->task_loss, act, m->nheads, m->task_weights)
+               : MTL_OK;
+        if (st != MTL_OK)
+            goto done;
+        if (!w)
+            for (int t = 0; t < m->nheads; t++)
+                m->task_weights[t] = act[t] ? 1.0 : 0.0;
+        bool first = true;
+        for (int t = 0; t < m->nheads; t++) {
+            if (!act[t])
                 continue;
-            double lam = p->head < 0 ? m->l2_trunk : m->l2_heads;
-            if (lam <= 0.0)
-                continue;
-            float c = (float)(2.0 * lam);
-            float *g = m->grads + p->offset;
-            const float *th = m->params + p->offset;
-            for (size_t k = 0; k < p->count; k++)
-                g[k] += c * th[k];
+            mtl_head *h = m->heads[t];
+            float wt = (float)m->task_weights[t];
+            size_t n = B * h->s.out_features;
+            if (wt != 1.0f)
+                for (size_t i = 0; i < n; i++)
+                    h->dlogits[i] *= wt;
+            float *dst = first ? m->dz : m->dz_tmp;
+            mtli_stack_backward(&h->s, Z, h->dlogits, m->trunk.s.nlayers ? dst : NULL, m->grads,
+                                B);
+            if (!first && m->trunk.s.nlayers)
+                for (size_t i = 0; i < B * D; i++)
+                    m->dz[i] += m->dz_tmp[i];
+            first = false;
         }
+        if (m->trunk.s.nlayers)
+            mtli_stack_backward(&m->trunk.s, x, m->dz, NULL, m->grads, B);
     }
+    add_l2(m);
 done:
     if (heap_active)
         mtli_free(act);
@@ -193,6 +211,16 @@ static mtl_status forward_backward(mtl_model *m, mtl_weighting *w, const mtl_ten
     size_t B;
     MTLI_CHECK_NULL(targets, fn);
     MTLI_TRY(mtli_model_check_batch(m, input, targets, masks, true, fn, &B));
+    if (w) {
+        unsigned needs = mtli_weighting_needs(w);
+        if (mtl_weighting_num_tasks(w) != m->nheads)
+            return mtli_error(MTL_ERR_SHAPE,
+                              "%s: weighting '%s' was created for %d tasks, the model has %d",
+                              fn, mtl_weighting_method(w), mtl_weighting_num_tasks(w),
+                              m->nheads);
+        if (needs & (MTLI_NEED_G | MTLI_NEED_J))
+            MTLI_TRY(mtli_engine_prepare(m, w, needs, (needs & MTLI_NEED_J) != 0));
+    }
     m->last_predict_valid = false;
     save_state(m, rng_backup);
     mtl_status st = run(m, w, input, targets, masks, B, true, true);
@@ -219,6 +247,18 @@ MTL_API mtl_status mtl_model_forward_backward(mtl_model *m, mtl_weighting *w,
     return MTL_OK;
 }
 
+/* Methods such as FAMO learn from the losses after the update: re-evaluate them on the same
+ * batch in evaluation mode (no state changes) and hand them over. */
+static mtl_status after_step(mtl_model *m, mtl_weighting *w, const mtl_tensor *input,
+                             const mtl_tensor *const *targets, const mtl_tensor *const *masks)
+{
+    if (!w || !(mtli_weighting_needs(w) & MTLI_NEED_AFTER))
+        return MTL_OK;
+    size_t B = (size_t)input->shape[0];
+    MTLI_TRY(run(m, NULL, input, targets, masks, B, false, false));
+    return mtli_weighting_after_step(w, m->task_loss);
+}
+
 MTL_API mtl_status mtl_model_train_step(mtl_model *m, mtl_optimizer *opt, mtl_weighting *w,
                                         const mtl_tensor *input,
                                         const mtl_tensor *const *targets,
@@ -237,7 +277,7 @@ MTL_API mtl_status mtl_model_train_step(mtl_model *m, mtl_optimizer *opt, mtl_we
         restore_state(m, &backup);
         return st;
     }
-    return MTL_OK;
+    return after_step(m, w, input, targets, masks);
 }
 
 MTL_API mtl_status mtl_model_compute_losses(mtl_model *m, const mtl_tensor *input,
@@ -342,4 +382,162 @@ MTL_API mtl_status mtl_optimizer_step(mtl_optimizer *opt)
     if (!m)
         return mtli_error(MTL_ERR_STATE, "mtl_optimizer_step: the optimizer has no model");
     return mtli_optimizer_update(opt, m->params, m->grads);
+}
+
+/* ---- multi-input training: each task brings its own batch ------------------------------ */
+
+#define MULTI_MAX 256
+
+static mtl_status check_multi(mtl_model *m, const mtl_tensor *const *inputs,
+                              const mtl_tensor *const *targets, const mtl_tensor *const *masks,
+                              bool train, const char *fn, size_t *Bs, bool *act)
+{
+    MTLI_CHECK_NULL(m, fn);
+    MTLI_CHECK_NULL(inputs, fn);
+    MTLI_CHECK_NULL(targets, fn);
+    if (!m->built)
+        return mtli_error(MTL_ERR_STATE, "%s: the model is not built (call mtl_model_build)", fn);
+    if (m->nheads > MULTI_MAX)
+        return mtli_error(MTL_ERR_UNSUPPORTED, "%s: at most %d tasks", fn, MULTI_MAX);
+    int any = 0;
+    for (int t = 0; t < m->nheads; t++) {
+        act[t] = false;
+        Bs[t] = 0;
+        if (!inputs[t] && !targets[t])
+            continue;
+        mtl_head *h = m->heads[t];
+        if (!inputs[t] || !targets[t])
+            return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                              "%s: task '%s' has %s but no %s", fn, h->name,
+                              inputs[t] ? "an input" : "a target",
+                              inputs[t] ? "target" : "input");
+        mtl_status st = mtli_model_check_batch(m, inputs[t], NULL, NULL, train, fn, &Bs[t]);
+        if (st == MTL_OK)
+            st = mtli_loss_check(&h->loss, h->name, Bs[t], h->s.out_features, targets[t],
+                                 masks ? masks[t] : NULL);
+        if (st != MTL_OK) {
+            mtli_error_prefix("task '%s'", h->name);
+            return st;
+        }
+        act[t] = true;
+        any = 1;
+    }
+    if (!any)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT, "%s: no task has an input and a target", fn);
+    return MTL_OK;
+}
+
+/* Per task: trunk and head forward on the task's own input, loss, head backward, trunk
+ * backward into row t of J. Then the weighting combines the rows. */
+static mtl_status run_multi(mtl_model *m, mtl_weighting *w, const mtl_tensor *const *inputs,
+                            const mtl_tensor *const *targets, const mtl_tensor *const *masks,
+                            const size_t *Bs, const bool *act, bool backward)
+{
+    unsigned needs = backward && w ? mtli_weighting_needs(w) : MTLI_NEED_L;
+    size_t P = m->trunk.s.nparams, dzstride = m->max_batch * m->trunk.s.out_features;
+    if (backward)
+        memset(m->grads, 0, m->nparams * sizeof(float));
+    for (int t = 0; t < m->nheads; t++) {
+        if (!act[t]) {
+            m->task_loss[t] = NAN;
+            if (backward)
+                memset(m->eng_J + (size_t)t * P, 0, P * sizeof(float));
+            continue;
+        }
+        mtl_head *h = m->heads[t];
+        const float *x = inputs[t]->data;
+        const float *Z = mtli_stack_forward(&m->trunk.s, x, Bs[t], backward, &m->rng);
+        const float *out = mtli_stack_forward(&h->s, Z, Bs[t], backward, &m->rng);
+        size_t cnt;
+        double L;
+        mtli_loss_eval(&h->loss, out, Bs[t], h->s.out_features, targets[t],
+                       masks ? masks[t] : NULL, &L, backward ? h->dlogits : NULL, 1.0f, &cnt);
+        m->task_loss[t] = L;
+        if (!isfinite(L))
+            return mtli_error(MTL_ERR_NUMERIC, "head '%s': the loss is %g (not finite)", h->name,
+                              L);
+        if (!backward)
+            continue;
+        float *dz = m->eng_dz + (size_t)t * dzstride;
+        mtli_stack_backward(&h->s, Z, h->dlogits, dz, m->grads, Bs[t]);
+        float *Jt = m->eng_J + (size_t)t * P;
+        memset(Jt, 0, P * sizeof(float));
+        mtli_stack_backward(&m->trunk.s, x, dz, NULL, Jt, Bs[t]);
+    }
+    if (!backward)
+        return MTL_OK;
+    MTLI_TRY(mtli_engine_combine(m, w, needs & ~MTLI_NEED_R, NULL, 0, act));
+    add_l2(m);
+    return MTL_OK;
+}
+
+static mtl_status forward_backward_multi(mtl_model *m, mtl_weighting *w,
+                                         const mtl_tensor *const *inputs,
+                                         const mtl_tensor *const *targets,
+                                         const mtl_tensor *const *masks, float *task_losses,
+                                         const char *fn, mtli_rng *backup)
+{
+    size_t Bs[MULTI_MAX];
+    bool act[MULTI_MAX];
+    MTLI_TRY(check_multi(m, inputs, targets, masks, true, fn, Bs, act));
+    unsigned needs = w ? mtli_weighting_needs(w) : MTLI_NEED_L;
+    if (w && mtl_weighting_num_tasks(w) != m->nheads)
+        return mtli_error(MTL_ERR_SHAPE, "%s: weighting '%s' was created for %d tasks, the "
+                          "model has %d", fn, mtl_weighting_method(w),
+                          mtl_weighting_num_tasks(w), m->nheads);
+    if (needs & MTLI_NEED_R)
+        return mtli_error(MTL_ERR_UNSUPPORTED,
+                          "%s: weighting '%s' works on the shared representation, which differs "
+                          "between tasks with their own inputs; use a parameter-gradient method",
+                          fn, mtl_weighting_method(w));
+    MTLI_TRY(mtli_engine_prepare(m, w, needs, true));
+    m->last_predict_valid = false;
+    save_state(m, backup);
+    mtl_status st = run_multi(m, w, inputs, targets, masks, Bs, act, true);
+    report_losses(m, task_losses);
+    if (st == MTL_OK && !all_finite(m->grads, m->nparams))
+        st = mtli_error(MTL_ERR_NUMERIC, "%s: a gradient is NaN or Inf", fn);
+    if (st != MTL_OK)
+        restore_state(m, backup);
+    return st;
+}
+
+MTL_API mtl_status mtl_model_forward_backward_multi(mtl_model *m, mtl_weighting *w,
+                                                    const mtl_tensor *const *inputs,
+                                                    const mtl_tensor *const *targets,
+                                                    const mtl_tensor *const *masks,
+                                                    float *task_losses)
+{
+    mtli_rng backup;
+    return forward_backward_multi(m, w, inputs, targets, masks, task_losses,
+                                  "mtl_model_forward_backward_multi", &backup);
+}
+
+MTL_API mtl_status mtl_model_train_step_multi(mtl_model *m, mtl_optimizer *opt,
+                                              mtl_weighting *w, const mtl_tensor *const *inputs,
+                                              const mtl_tensor *const *targets,
+                                              const mtl_tensor *const *masks, float *task_losses)
+{
+    MTLI_CHECK_NULL(m, "mtl_model_train_step_multi");
+    MTLI_CHECK_NULL(opt, "mtl_model_train_step_multi");
+    if (mtli_optimizer_model(opt) != m)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                          "mtl_model_train_step_multi: the optimizer belongs to another model");
+    mtli_rng backup;
+    MTLI_TRY(forward_backward_multi(m, w, inputs, targets, masks, task_losses,
+                                    "mtl_model_train_step_multi", &backup));
+    mtl_status st = mtli_optimizer_update(opt, m->params, m->grads);
+    if (st != MTL_OK) {
+        restore_state(m, &backup);
+        return st;
+    }
+    if (w && (mtli_weighting_needs(w) & MTLI_NEED_AFTER)) {
+        size_t Bs[MULTI_MAX];
+        bool act[MULTI_MAX];
+        MTLI_TRY(check_multi(m, inputs, targets, masks, false, "mtl_model_train_step_multi", Bs,
+                             act));
+        MTLI_TRY(run_multi(m, NULL, inputs, targets, masks, Bs, act, false));
+        return mtli_weighting_after_step(w, m->task_loss);
+    }
+    return MTL_OK;
 }

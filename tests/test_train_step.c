@@ -1,0 +1,159 @@
+/* Multi-input training steps and the per-task-gradient engine. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mtl/mtl.h>
+
+#include "core/rng.h"
+#include "model/model_internal.h"
+#include "test_main.h"
+
+#define IN 6
+
+static mtl_tensor *rand2(int64_t a, int64_t b, uint64_t seed)
+{
+    mtl_tensor *t = NULL;
+    int64_t s[2] = {a, b};
+    ck_assert_ok(mtl_tensor_create(&t, MTL_FLOAT32, 2, s));
+    mtli_rng r;
+    mtli_rng_seed(&r, seed);
+    float *d = mtl_tensor_data(t);
+    for (int64_t i = 0; i < a * b; i++)
+        d[i] = mtli_rng_uniform(&r) * 2.0f - 1.0f;
+    return t;
+}
+
+static mtl_tensor *labels(int64_t n, int classes, uint64_t seed)
+{
+    mtl_tensor *t = NULL;
+    int64_t s[1] = {n};
+    ck_assert_ok(mtl_tensor_create(&t, MTL_INT32, 1, s));
+    mtli_rng r;
+    mtli_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++)
+        ((int32_t *)mtl_tensor_data(t))[i] = (int32_t)mtli_rng_below(&r, (uint64_t)classes);
+    return t;
+}
+
+/* trunk 6 -> 8 -> 8 (tanh), heads: "a" 3-class, "b" regression 2, "c" 4-class */
+static mtl_model *model3(void)
+{
+    mtl_model *m = NULL;
+    int64_t shape[1] = {IN};
+    ck_assert_ok(mtl_model_create(&m, MTL_FLOAT32, 1, shape));
+    mtl_trunk *t = mtl_model_trunk(m);
+    ck_assert_ok(mtl_trunk_add_linear(t, 8));
+    ck_assert_ok(mtl_trunk_add_layer(t, "tanh", NULL));
+    ck_assert_ok(mtl_trunk_add_linear(t, 8));
+    ck_assert_ok(mtl_trunk_add_layer(t, "tanh", NULL));
+    mtl_head *h;
+    ck_assert_ok(mtl_model_add_head(m, &h, "a"));
+    ck_assert_ok(mtl_head_add_linear(h, 3));
+    ck_assert_ok(mtl_head_set_loss(h, "cross_entropy"));
+    ck_assert_ok(mtl_model_add_head(m, &h, "b"));
+    ck_assert_ok(mtl_head_add_linear(h, 2));
+    ck_assert_ok(mtl_head_set_loss(h, "mse"));
+    ck_assert_ok(mtl_model_add_head(m, &h, "c"));
+    ck_assert_ok(mtl_head_add_linear(h, 4));
+    ck_assert_ok(mtl_head_set_loss(h, "cross_entropy"));
+    ck_assert_ok(mtl_model_build(m, 16, 5));
+    return m;
+}
+
+/* With plain sums, the multi-input gradient is the sum of each task's gradient on its own
+ * batch (computed by ordinary single-task steps). */
+START_TEST(multi_input_gradient_is_sum_of_task_gradients)
+{
+    mtl_model *m = model3();
+    mtl_tensor *xa = rand2(7, IN, 1), *xb = rand2(12, IN, 2), *xc = rand2(3, IN, 3);
+    mtl_tensor *ya = labels(7, 3, 4), *yb = rand2(12, 2, 5), *yc = labels(3, 4, 6);
+    const mtl_tensor *inputs[3] = {xa, xb, xc}, *targets[3] = {ya, yb, yc};
+    float L[3];
+    ck_assert_ok(mtl_model_forward_backward_multi(m, NULL, inputs, targets, NULL, L));
+    float *g = malloc(m->nparams * sizeof(float)), *sum = calloc(m->nparams, sizeof(float));
+    memcpy(g, m->grads, m->nparams * sizeof(float));
+    for (int t = 0; t < 3; t++) {
+        const mtl_tensor *one[3] = {NULL, NULL, NULL};
+        one[t] = targets[t];
+        float Lt[3];
+        ck_assert_ok(mtl_model_forward_backward(m, NULL, inputs[t], one, NULL, Lt));
+        ck_assert_float_eq_tol(Lt[t], L[t], 1e-6);
+        for (size_t i = 0; i < m->nparams; i++)
+            sum[i] += m->grads[i];
+    }
+    for (size_t i = 0; i < m->nparams; i++)
+        ck_assert_msg(fabsf(sum[i] - g[i]) <= 1e-6f + 1e-5f * fabsf(g[i]), "param %zu: %g vs %g",
+                      i, (double)g[i], (double)sum[i]);
+    /* fixed weights scale each task's contribution */
+    mtl_weighting *w = NULL;
+    ck_assert_ok(mtl_weighting_create(&w, "fixed", 3));
+    const double wt[3] = {2.0, 0.5, 0.0};
+    ck_assert_ok(mtl_weighting_set_weights(w, wt, 3));
+    ck_assert_ok(mtl_model_forward_backward_multi(m, w, inputs, targets, NULL, L));
+    size_t hc = m->heads[2]->s.param_offset;
+    for (size_t i = hc; i < hc + m->heads[2]->s.nparams; i++)
+        ck_assert_float_eq(m->grads[i], 0.0f);
+    mtl_weighting_free(w);
+    free(g);
+    free(sum);
+    mtl_tensor_free(xa);
+    mtl_tensor_free(xb);
+    mtl_tensor_free(xc);
+    mtl_tensor_free(ya);
+    mtl_tensor_free(yb);
+    mtl_tensor_free(yc);
+    mtl_model_free(m);
+}
+END_TEST
+
+/* A step that trains one task with its own data leaves the other heads untouched. */
+START_TEST(multi_input_step_touches_only_present_heads)
+{
+    mtl_model *m = model3();
+    mtl_optimizer *o = NULL;
+    ck_assert_ok(mtl_optimizer_create(&o, m, "sgd"));
+    ck_assert_ok(mtl_optimizer_set_double(o, "lr", 0.1));
+    float *before = malloc(m->nparams * sizeof(float));
+    memcpy(before, m->params, m->nparams * sizeof(float));
+    mtl_tensor *xb = rand2(9, IN, 2), *yb = rand2(9, 2, 5);
+    const mtl_tensor *inputs[3] = {NULL, xb, NULL}, *targets[3] = {NULL, yb, NULL};
+    float L[3];
+    ck_assert_ok(mtl_model_train_step_multi(m, o, NULL, inputs, targets, NULL, L));
+    ck_assert(isnan(L[0]) && isnan(L[2]) && isfinite(L[1]));
+    for (int h = 0; h < 3; h++) {
+        const mtli_stack *s = &m->heads[h]->s;
+        int same = memcmp(before + s->param_offset, m->params + s->param_offset,
+                          s->nparams * sizeof(float)) == 0;
+        ck_assert_int_eq(same, h != 1);
+    }
+    ck_assert_int_ne(memcmp(before, m->params, m->trunk.s.nparams * sizeof(float)), 0);
+    /* errors: an input without a target; bad shapes name the task */
+    const mtl_tensor *half[3] = {NULL, NULL, NULL};
+    ck_assert_status(mtl_model_train_step_multi(m, o, NULL, inputs, half, NULL, L),
+                     MTL_ERR_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(mtl_last_error(), "'b'") != NULL, "%s", mtl_last_error());
+    const mtl_tensor *wrong[3] = {NULL, xb, NULL};
+    ck_assert_status(mtl_model_train_step_multi(m, o, NULL, inputs, wrong, NULL, L),
+                     MTL_ERR_SHAPE);
+    ck_assert_status(mtl_model_train_step_multi(m, o, NULL, half, half, NULL, L),
+                     MTL_ERR_INVALID_ARGUMENT);
+    free(before);
+    mtl_tensor_free(xb);
+    mtl_tensor_free(yb);
+    mtl_optimizer_free(o);
+    mtl_model_free(m);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("train_step");
+    TCase *tc = tcase_create("multi");
+    tcase_add_test(tc, multi_input_gradient_is_sum_of_task_gradients);
+    tcase_add_test(tc, multi_input_step_touches_only_present_heads);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+MTL_TEST_MAIN(suite)
