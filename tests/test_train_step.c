@@ -146,6 +146,144 @@ START_TEST(multi_input_step_touches_only_present_heads)
 }
 END_TEST
 
+/* The engine's per-task gradients of the shared parameters (rows of J) equal the trunk
+ * gradients of separate single-task backward passes, and G = J J^T. */
+START_TEST(engine_per_task_gradients_and_gram)
+{
+    mtl_model *m = model3();
+    mtl_tensor *x = rand2(10, IN, 1), *ya = labels(10, 3, 2), *yb = rand2(10, 2, 3),
+               *yc = labels(10, 4, 4);
+    const mtl_tensor *targets[3] = {ya, yb, yc};
+    mtl_weighting *w = NULL;
+    ck_assert_ok(mtl_weighting_create(&w, "mgda", 3));
+    float L[3];
+    ck_assert_ok(mtl_model_forward_backward(m, w, x, targets, NULL, L));
+    size_t P = m->trunk.s.nparams;
+    float *J = malloc(3 * P * sizeof(float));
+    memcpy(J, m->eng_J, 3 * P * sizeof(float));
+    double G[9];
+    memcpy(G, m->eng_G, sizeof G);
+    double wts[3];
+    ck_assert_ok(mtl_weighting_get_weights(w, wts, 3));
+    float *combined = malloc(m->nparams * sizeof(float));
+    memcpy(combined, m->grads, m->nparams * sizeof(float));
+    float *heads_single = calloc(m->nparams, sizeof(float));
+    for (int t = 0; t < 3; t++) {
+        const mtl_tensor *one[3] = {NULL, NULL, NULL};
+        one[t] = targets[t];
+        ck_assert_ok(mtl_model_forward_backward(m, NULL, x, one, NULL, L));
+        for (size_t i = 0; i < P; i++)
+            ck_assert_msg(fabsf(J[t * P + i] - m->grads[i]) <= 1e-6f + 1e-5f * fabsf(m->grads[i]),
+                          "task %d param %zu: %g vs %g", t, i, (double)J[t * P + i],
+                          (double)m->grads[i]);
+        const mtli_stack *hs = &m->heads[t]->s;
+        for (size_t i = hs->param_offset; i < hs->param_offset + hs->nparams; i++)
+            heads_single[i] = m->grads[i];
+    }
+    for (int s2 = 0; s2 < 3; s2++)
+        for (int t = 0; t < 3; t++) {
+            double dot = 0;
+            for (size_t i = 0; i < P; i++)
+                dot += (double)J[s2 * P + i] * J[t * P + i];
+            ck_assert_msg(fabs(dot - G[s2 * 3 + t]) <= 1e-5 * (fabs(dot) + 1e-3), "G[%d][%d]", s2,
+                          t);
+        }
+    /* the combined update: sum_t w_t J_t on the trunk, w_t * own gradient on head t */
+    for (size_t i = 0; i < P; i++) {
+        double want = 0;
+        for (int t = 0; t < 3; t++)
+            want += wts[t] * J[t * P + i];
+        ck_assert(fabs(combined[i] - want) <= 1e-6 + 1e-4 * fabs(want));
+    }
+    for (int t = 0; t < 3; t++) {
+        const mtli_stack *hs = &m->heads[t]->s;
+        for (size_t i = hs->param_offset; i < hs->param_offset + hs->nparams; i++)
+            ck_assert(fabsf(combined[i] - (float)wts[t] * heads_single[i]) <=
+                      1e-6f + 1e-5f * fabsf(combined[i]));
+    }
+    /* MGDA's weights are a convex combination */
+    ck_assert_double_eq_tol(wts[0] + wts[1] + wts[2], 1.0, 1e-9);
+    free(J);
+    free(combined);
+    free(heads_single);
+    mtl_weighting_free(w);
+    mtl_tensor_free(x);
+    mtl_tensor_free(ya);
+    mtl_tensor_free(yb);
+    mtl_tensor_free(yc);
+    mtl_model_free(m);
+}
+END_TEST
+
+/* Representation mode: the Gram is of the per-task gradients with respect to Z. */
+START_TEST(engine_representation_mode_gram)
+{
+    mtl_model *m = model3();
+    mtl_tensor *x = rand2(10, IN, 1), *ya = labels(10, 3, 2), *yb = rand2(10, 2, 3),
+               *yc = labels(10, 4, 4);
+    const mtl_tensor *targets[3] = {ya, yb, yc};
+    mtl_weighting *w = NULL;
+    ck_assert_ok(mtl_weighting_create(&w, "mgda_ub", 3));
+    float L[3];
+    ck_assert_ok(mtl_model_forward_backward(m, w, x, targets, NULL, L));
+    size_t D = m->trunk.s.out_features, stride = m->max_batch * D;
+    for (int s2 = 0; s2 < 3; s2++)
+        for (int t = 0; t < 3; t++) {
+            double dot = 0;
+            for (size_t i = 0; i < 10 * D; i++)
+                dot += (double)m->eng_dz[s2 * stride + i] * m->eng_dz[t * stride + i];
+            ck_assert(fabs(dot - m->eng_G[s2 * 3 + t]) <= 1e-5 * (fabs(dot) + 1e-6));
+        }
+    /* multi-input training cannot use the representation */
+    const mtl_tensor *inputs[3] = {x, x, x};
+    ck_assert_status(mtl_model_forward_backward_multi(m, w, inputs, targets, NULL, L),
+                     MTL_ERR_UNSUPPORTED);
+    mtl_weighting_free(w);
+    mtl_tensor_free(x);
+    mtl_tensor_free(ya);
+    mtl_tensor_free(yb);
+    mtl_tensor_free(yc);
+    mtl_model_free(m);
+}
+END_TEST
+
+/* Every method trains the model through the public step: losses fall, nothing fails, and the
+ * steady state allocates nothing. */
+START_TEST(every_method_trains_through_the_step)
+{
+    mtl_tensor *x = rand2(16, IN, 11), *ya = labels(16, 3, 12), *yb = rand2(16, 2, 13),
+               *yc = labels(16, 4, 14);
+    const mtl_tensor *targets[3] = {ya, yb, yc};
+    for (int i = 0;; i++) {
+        const char *name = mtl_weighting_available(i);
+        if (!name)
+            break;
+        mtl_model *m = model3();
+        mtl_optimizer *o = NULL;
+        ck_assert_ok(mtl_optimizer_create(&o, m, "adam"));
+        ck_assert_ok(mtl_optimizer_set_double(o, "lr", 0.01));
+        mtl_weighting *w = NULL;
+        ck_assert_ok(mtl_weighting_create(&w, name, 3));
+        float L0[3], L[3];
+        ck_assert_ok(mtl_model_compute_losses(m, x, targets, NULL, L0));
+        for (int s2 = 0; s2 < 60; s2++) {
+            mtl_status st = mtl_model_train_step(m, o, w, x, targets, NULL, L);
+            ck_assert_msg(st == MTL_OK, "%s step %d: %s", name, s2, mtl_last_error());
+        }
+        ck_assert_ok(mtl_model_compute_losses(m, x, targets, NULL, L));
+        ck_assert_msg(L[0] + L[1] + L[2] < L0[0] + L0[1] + L0[2], "%s: %g -> %g", name,
+                      (double)(L0[0] + L0[1] + L0[2]), (double)(L[0] + L[1] + L[2]));
+        mtl_weighting_free(w);
+        mtl_optimizer_free(o);
+        mtl_model_free(m);
+    }
+    mtl_tensor_free(x);
+    mtl_tensor_free(ya);
+    mtl_tensor_free(yb);
+    mtl_tensor_free(yc);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("train_step");
@@ -153,6 +291,12 @@ static Suite *suite(void)
     tcase_add_test(tc, multi_input_gradient_is_sum_of_task_gradients);
     tcase_add_test(tc, multi_input_step_touches_only_present_heads);
     suite_add_tcase(s, tc);
+    TCase *te = tcase_create("engine");
+    tcase_set_timeout(te, 120);
+    tcase_add_test(te, engine_per_task_gradients_and_gram);
+    tcase_add_test(te, engine_representation_mode_gram);
+    tcase_add_test(te, every_method_trains_through_the_step);
+    suite_add_tcase(s, te);
     return s;
 }
 

@@ -9,7 +9,7 @@ mode=${1:-}
 [ "$mode" = run ] || [ "$mode" = test ] || { echo "usage: tools/bootstrap.sh run|test" >&2; exit 2; }
 
 PKGS="build-essential g++ meson ninja-build pkg-config libblis-pthread-dev libyaml-dev check zlib1g-dev abigail-tools dataset-fashion-mnist python3 python3-numpy python3-pytest"
-[ "$mode" = test ] && PKGS="$PKGS python3-torch python3-sklearn python3-matplotlib python3-venv python3-pip"
+[ "$mode" = test ] && PKGS="$PKGS python3-torch python3-sklearn python3-matplotlib python3-venv python3-pip python3-yaml python3-setuptools"
 
 missing=""
 for p in $PKGS; do

@@ -24,7 +24,8 @@
  *   step_size     step: ticks between decays (1)
  *   gamma         step, multistep, exponential: decay factor in (0, 1] (0.1)
  *   milestones    multistep: comma-separated increasing ticks, as a string ("")
- *   total_steps   cosine, linear: ticks to reach min_lr (required for them), >= 1
+ *   total_steps   cosine, linear: ticks to reach min_lr (required for them), >= 1;
+ *                 0 (the default) means not set
  *   min_lr        cosine, linear: final learning rate (0)
  *   schedule_interval  optimizer steps per schedule tick (1; set it to the steps of an epoch
  *                 for epoch-based schedules)

@@ -9,8 +9,10 @@
  * docs/weighting.md lists every method with its paper, hyper-parameters, defaults, cost and
  * the meaning of its weights. "ew" takes key "reduction": "sum" (default; weights 1) or
  * "mean" (1/T); "fixed" uses static weights set with mtl_weighting_set_weights (default 1).
- * Hyper-parameters are set by key; unknown keys and bad values are errors. The weights a step
- * used are read back with mtl_weighting_get_weights. Since 1.0. */
+ * Gram-based and per-coordinate methods balance the per-task gradients of the shared trunk,
+ * which the train step computes only for them. Hyper-parameters are set by key; unknown keys
+ * and bad values are errors. The weights a step used are read back with
+ * mtl_weighting_get_weights. Since 1.0. */
 #ifndef MTL_WEIGHTING_H
 #define MTL_WEIGHTING_H
 

@@ -9,7 +9,10 @@
  * layout and one flat buffer of non-trained state (BatchNorm running statistics). A layer's
  * params/grads/state pointers are views into them, bound by the model after setup. Forward
  * scratch (dropout masks, normalisation statistics) is a per-layer slice of the model's
- * workspace, sized once for the largest batch: scratch_floats(B) floats.
+ * workspace, sized once for the largest batch: scratch_floats(B) floats. The model's scratch
+ * is writable memory: a layer whose scratch is pure workspace that forward leaves nothing in
+ * (conv2d) may also use it as temporary space in backward, since no later backward of the
+ * same forward depends on it (backward may run several times per forward).
  *
  * Backward ACCUMULATES into dparams (so several heads or tasks sum naturally) and OVERWRITES
  * dx. dx may be NULL when the input gradient is not needed (first layer of the trunk). */
@@ -22,6 +25,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "kernels/im2col.h"
 #include "mtl/status.h"
 
 typedef struct mtli_layer mtli_layer;
@@ -108,6 +112,11 @@ typedef struct mtli_layer_opts {
     double init_gain;       /* multiplier for kaiming/xavier (default 1) */
     int64_t ints[8];        /* reserved for later layer kinds (conv: kernel, stride, ...) */
     double doubles[4];
+    /* 2-d windows (conv2d, max_pool2d, avg_pool2d), [0] = height, [1] = width. 0 means "not
+     * set": kernel is then missing (required), stride takes the kind's default (conv2d 1, the
+     * pools their kernel), dilation is 1. */
+    int64_t kernel[2], stride[2], padding[2], dilation[2];
+    int count_include_pad;  /* avg_pool2d: padded zeros count in the divisor (default 1) */
 } mtli_layer_opts;
 
 struct mtli_layer {
@@ -126,7 +135,8 @@ struct mtli_layer {
 };
 
 /* Registry (layers/registry.c): find the ops for a kind name ("linear", "relu", "leaky_relu",
- * "gelu", "tanh", "sigmoid", "dropout", "layer_norm", "batch_norm", "embedding"). */
+ * "gelu", "tanh", "sigmoid", "dropout", "layer_norm", "batch_norm", "embedding", "conv2d",
+ * "max_pool2d", "avg_pool2d", "flatten", "dropout2d", "batch_norm2d"). */
 const mtli_layer_ops *mtli_layer_find(const char *kind);
 /* The same, failing with MTL_ERR_INVALID_ARGUMENT ("unknown layer kind 'x' (expected ...)")
  * when the name is not registered. */
@@ -146,7 +156,18 @@ void mtli_layer_opts_default(mtli_layer_opts *o);
  *   batch_norm  eps, momentum ([0, 1], default 0.1), affine
  *   embedding   out (embedding dim, required), num_embeddings (required), pooling ("sum",
  *               "mean" default as EmbeddingBag), init, std, gain
- *   relu, tanh, sigmoid: none.
+ *   conv2d      out (channels, required), kernel (or kernel_h and kernel_w, required),
+ *               stride (1), padding (0), dilation (1) (each also as _h/_w), bias (1), init,
+ *               bias_init, std, gain; defaults as nn.Conv2d (kaiming_uniform(a=sqrt(5))
+ *               weight and U(+-1/sqrt(fan_in)) bias, fan_in = in_channels * kh * kw)
+ *   max_pool2d  kernel (required), stride (default: the kernel), padding (0, at most half
+ *               the kernel), each also as _h/_w
+ *   avg_pool2d  the same keys, and count_include_pad (0/1, default 1)
+ *   dropout2d   p (double in [0, 1), default 0.5)
+ *   batch_norm2d  as batch_norm (input must be [C, H, W])
+ *   relu, tanh, sigmoid, flatten: none.
+ * Window sizes (kernel, stride, dilation) take 1..2^31-1, padding 0..2^31-1; the kind's
+ * setup checks them against the input (MTL_ERR_SHAPE naming the sizes).
  * init/bias_init: "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal",
  * "normal", "zeros", "ones", "default" (linear: kaiming_uniform(a=sqrt(5)) weight and
  * U(+-1/sqrt(fan_in)) bias; embedding: normal). std (>= 0, default 1) is for "normal", gain
@@ -197,6 +218,15 @@ mtl_status mtli_layer_add_param(mtli_layer *l, const char *name, int ndim,
  * gradients). */
 void mtli_layer_colsum_acc(const float *a, size_t rows, size_t cols, float *out);
 
+/* 2-d window layers (conv.c): validate l's window options against its [C, H, W] input and
+ * fill g (out_channels 0: the pools, which keep C channels and need no dilation). Errors name
+ * l->ops->kind and the sizes: MTL_ERR_SHAPE for an input that is not [C, H, W] or smaller than
+ * the (dilated) kernel after padding, MTL_ERR_INVALID_ARGUMENT for a missing kernel,
+ * MTL_ERR_RANGE for sizes that overflow. */
+mtl_status mtli_layer_window_setup(const mtli_layer *l, bool pool, mtli_conv_geom *g);
+/* The geometry of a set-up window layer (cannot fail). */
+void mtli_layer_window(const mtli_layer *l, bool pool, mtli_conv_geom *g);
+
 /* The kinds' tables (one file each). */
 extern const mtli_layer_ops mtli_linear_ops;
 extern const mtli_layer_ops mtli_relu_ops, mtli_leaky_relu_ops, mtli_gelu_ops, mtli_tanh_ops,
@@ -204,6 +234,10 @@ extern const mtli_layer_ops mtli_relu_ops, mtli_leaky_relu_ops, mtli_gelu_ops, m
 extern const mtli_layer_ops mtli_dropout_ops;
 extern const mtli_layer_ops mtli_layer_norm_ops, mtli_batch_norm_ops;
 extern const mtli_layer_ops mtli_embedding_ops;
+extern const mtli_layer_ops mtli_conv2d_ops;                          /* conv.c */
+extern const mtli_layer_ops mtli_max_pool2d_ops, mtli_avg_pool2d_ops; /* pool.c */
+extern const mtli_layer_ops mtli_flatten_ops, mtli_batch_norm2d_ops;  /* shape.c */
+extern const mtli_layer_ops mtli_dropout2d_ops;                       /* dropout.c */
 
 /* Read the int32 id stored in the i-th 4-byte slot of an activation buffer. */
 static inline int32_t mtli_layer_id_at(const float *x, size_t i)

@@ -23,6 +23,18 @@ static const char *const k_layer_norm[] = {"eps", "affine", NULL};
 static const char *const k_batch_norm[] = {"eps", "momentum", "affine", NULL};
 static const char *const k_embedding[] = {"out", "num_embeddings", "pooling", "init", "std",
                                           "gain", NULL};
+static const char *const k_conv2d[] = {"out",       "kernel",     "kernel_h",   "kernel_w",
+                                       "stride",    "stride_h",   "stride_w",   "padding",
+                                       "padding_h", "padding_w",  "dilation",   "dilation_h",
+                                       "dilation_w", "bias",      "init",       "bias_init",
+                                       "std",       "gain",       NULL};
+static const char *const k_max_pool2d[] = {"kernel",   "kernel_h",  "kernel_w",
+                                           "stride",   "stride_h",  "stride_w",
+                                           "padding",  "padding_h", "padding_w", NULL};
+static const char *const k_avg_pool2d[] = {"kernel",    "kernel_h",  "kernel_w",
+                                           "stride",    "stride_h",  "stride_w",
+                                           "padding",   "padding_h", "padding_w",
+                                           "count_include_pad", NULL};
 
 static const kind_entry g_kinds[] = {
     {&mtli_linear_ops, k_linear},         {&mtli_relu_ops, k_none},
@@ -30,6 +42,9 @@ static const kind_entry g_kinds[] = {
     {&mtli_tanh_ops, k_none},             {&mtli_sigmoid_ops, k_none},
     {&mtli_dropout_ops, k_dropout},       {&mtli_layer_norm_ops, k_layer_norm},
     {&mtli_batch_norm_ops, k_batch_norm}, {&mtli_embedding_ops, k_embedding},
+    {&mtli_conv2d_ops, k_conv2d},         {&mtli_max_pool2d_ops, k_max_pool2d},
+    {&mtli_avg_pool2d_ops, k_avg_pool2d}, {&mtli_flatten_ops, k_none},
+    {&mtli_dropout2d_ops, k_dropout},     {&mtli_batch_norm2d_ops, k_batch_norm},
 };
 #define NKINDS (sizeof g_kinds / sizeof g_kinds[0])
 
@@ -46,6 +61,13 @@ static const key_entry g_keys[] = {
     {"p", MTLI_KEY_DOUBLE},          {"slope", MTLI_KEY_DOUBLE},
     {"eps", MTLI_KEY_DOUBLE},        {"momentum", MTLI_KEY_DOUBLE},
     {"std", MTLI_KEY_DOUBLE},        {"gain", MTLI_KEY_DOUBLE},
+    {"kernel", MTLI_KEY_INT},        {"kernel_h", MTLI_KEY_INT},
+    {"kernel_w", MTLI_KEY_INT},      {"stride", MTLI_KEY_INT},
+    {"stride_h", MTLI_KEY_INT},      {"stride_w", MTLI_KEY_INT},
+    {"padding", MTLI_KEY_INT},       {"padding_h", MTLI_KEY_INT},
+    {"padding_w", MTLI_KEY_INT},     {"dilation", MTLI_KEY_INT},
+    {"dilation_h", MTLI_KEY_INT},    {"dilation_w", MTLI_KEY_INT},
+    {"count_include_pad", MTLI_KEY_INT},
 };
 
 const mtli_layer_ops *mtli_layer_find(const char *kind)
@@ -66,7 +88,7 @@ mtl_status mtli_layer_lookup(const char *kind, const mtli_layer_ops **out)
     *out = mtli_layer_find(kind);
     if (*out)
         return MTL_OK;
-    char names[256];
+    char names[512];
     size_t len = 0;
     names[0] = '\0';
     for (size_t i = 0; i < NKINDS && len < sizeof names; i++) {
@@ -139,6 +161,8 @@ void mtli_layer_opts_default(mtli_layer_opts *o)
     o->bias_init = MTLI_INIT_DEFAULT;
     o->init_std = 1.0;
     o->init_gain = 1.0;
+    /* kernel, stride, padding, dilation: 0 (kernel required, the others the kind's default) */
+    o->count_include_pad = 1;
 }
 
 /* Common checks of the setters: arguments, known key, key used by the kind. */
@@ -162,9 +186,46 @@ static mtl_status key_for(const mtli_layer_ops *ops, const mtli_layer_opts *o, c
     return MTL_OK;
 }
 
+/* The 2-d window keys: "kernel", "stride", "padding", "dilation", each alone (both
+ * dimensions) or with "_h" / "_w". Returns the option pair and sets *dim (-1: both), or NULL. */
+static int64_t *window_key(mtli_layer_opts *o, const char *key, int *dim)
+{
+    static const char *const bases[] = {"kernel", "stride", "padding", "dilation"};
+    for (size_t i = 0; i < 4; i++) {
+        size_t n = strlen(bases[i]);
+        if (strncmp(key, bases[i], n) != 0)
+            continue;
+        const char *rest = key + n;
+        if (rest[0] == '\0')
+            *dim = -1;
+        else if (strcmp(rest, "_h") == 0)
+            *dim = 0;
+        else if (strcmp(rest, "_w") == 0)
+            *dim = 1;
+        else
+            continue;
+        return i == 0 ? o->kernel : i == 1 ? o->stride : i == 2 ? o->padding : o->dilation;
+    }
+    return NULL;
+}
+
 static mtl_status apply_int(const mtli_layer_ops *ops, mtli_layer_opts *o, const char *key,
                             int64_t v)
 {
+    int dim;
+    int64_t *pair = window_key(o, key, &dim);
+    if (pair) {
+        int64_t lo = pair == o->padding ? 0 : 1;
+        if (v < lo || v > INT32_MAX)
+            return mtli_error(MTL_ERR_RANGE,
+                              "layer option '%s' of kind '%s' must be in %lld..%d, got %lld", key,
+                              ops->kind, (long long)lo, INT32_MAX, (long long)v);
+        if (dim != 1)
+            pair[0] = v;
+        if (dim != 0)
+            pair[1] = v;
+        return MTL_OK;
+    }
     if (strcmp(key, "out") == 0 || strcmp(key, "num_embeddings") == 0) {
         if (v < 1 || v > INT32_MAX)
             return mtli_error(MTL_ERR_RANGE,
@@ -176,12 +237,14 @@ static mtl_status apply_int(const mtli_layer_ops *ops, mtli_layer_opts *o, const
             o->num_embeddings = v;
         return MTL_OK;
     }
-    /* bias, affine: booleans */
+    /* bias, affine, count_include_pad: booleans */
     if (v != 0 && v != 1)
         return mtli_error(MTL_ERR_RANGE, "layer option '%s' of kind '%s' must be 0 or 1, got %lld",
                           key, ops->kind, (long long)v);
     if (strcmp(key, "bias") == 0)
         o->bias = (int)v;
+    else if (strcmp(key, "count_include_pad") == 0)
+        o->count_include_pad = (int)v;
     else
         o->affine = (int)v;
     return MTL_OK;

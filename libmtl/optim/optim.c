@@ -60,7 +60,8 @@ static const keydef keys[MTLI_NKEYS] = {
     [MTLI_K_STEP_SIZE] = {"step_size", KT_INT, KALL, SAME(1), 1, INT_KEY_MAX, 0, 0},
     [MTLI_K_GAMMA] = {"gamma", KT_DOUBLE, KALL, SAME(0.1), 0, 1, 1, 0},
     [MTLI_K_MILESTONES] = {"milestones", KT_STRING, KALL, SAME(0), 0, 0, 0, 0},
-    [MTLI_K_TOTAL_STEPS] = {"total_steps", KT_INT, KALL, SAME(0), 1, INT_KEY_MAX, 0, 0},
+    /* 0 = not set (its default); cosine and linear check for >= 1 when they run */
+    [MTLI_K_TOTAL_STEPS] = {"total_steps", KT_INT, KALL, SAME(0), 0, INT_KEY_MAX, 0, 0},
     [MTLI_K_MIN_LR] = {"min_lr", KT_DOUBLE, KALL, SAME(0), 0, INFINITY, 0, 1},
     [MTLI_K_SCHEDULE_INTERVAL] = {"schedule_interval", KT_INT, KALL, SAME(1), 1, INT_KEY_MAX,
                                   0, 0},

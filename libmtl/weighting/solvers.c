@@ -269,6 +269,8 @@ static int simplex_polish(int n, const double *Q, const double *c, const double 
     for (int i = 0; i < n; i++) {
         if (x[i] > 0.0) {
             out[i] = sol[a++];
+            if (out[i] < 0.0 && out[i] >= -1e-13)
+                out[i] = 0.0; /* rounding of a weight that sits on its bound */
             if (!(out[i] >= 0.0))
                 return -1;
             sum += out[i];
@@ -418,10 +420,15 @@ static int orthant_polish(int n, const double *Q, const double *c, const double 
     }
     if (mtli_sym_pinv_solve(m, K, rhs, sol, 1e-13, pws) < 0)
         return -1;
+    double smax = 0.0;
+    for (int i = 0; i < m; i++)
+        smax = fmax(smax, fabs(sol[i]));
     a = 0;
     for (int i = 0; i < n; i++) {
         if (x[i] > 0.0 || Qx[i] + c[i] < 0.0) {
             out[i] = sol[a++];
+            if (out[i] < 0.0 && out[i] >= -1e-13 * smax)
+                out[i] = 0.0; /* rounding of a variable that sits on its bound */
             if (!(out[i] >= 0.0))
                 return -1;
         } else
@@ -472,10 +479,13 @@ int mtli_qp_orthant(int n, const double *Q, const double *c, double *x, double t
         }
         if (it == next_polish) {
             next_polish *= 2;
-            if (orthant_polish(n, Q, c, xn, Qv, cand, pw) == 0) {
-                double *Qc = pw; /* polish workspace is free again */
-                mtli_symv(n, Q, cand, Qc);
-                double rc = orthant_resid(n, cand, Qc, c);
+            /* polish, then again from the polished point (its free set can be sharper);
+             * y and Qv serve as scratch: both are recomputed before their next use */
+            const double *from = xn;
+            for (int rep = 0; rep < 3 && orthant_polish(n, Q, c, from, Qv, cand, pw) == 0;
+                 rep++) {
+                mtli_symv(n, Q, cand, Qv);
+                double rc = orthant_resid(n, cand, Qv, c);
                 if (rc < bestr) {
                     bestr = rc;
                     memcpy(best, cand, (size_t)n * sizeof(double));
@@ -485,6 +495,8 @@ int mtli_qp_orthant(int n, const double *Q, const double *c, double *x, double t
                     *resid = rc;
                     return it;
                 }
+                memcpy(y, cand, (size_t)n * sizeof(double));
+                from = y;
             }
         }
         if (fn > f) {
@@ -573,6 +585,16 @@ int mtli_solve_fair(int n, const double *Q, double p, double *a, double tol, int
             for (int i = 0; i < n; i++)
                 phin -= p == 1.0 ? log(an[i]) : pow(an[i], 1.0 - p) / (1.0 - p);
             if (phin <= phi0 + 1e-4 * step * dec || halvings == 60)
+                break;
+            /* near the solution phi's decrease drowns in rounding: accept any step that
+             * reduces the residual of the equations instead */
+            double rn = 0.0;
+            for (int i = 0; i < n; i++) {
+                double ri = fabs(pow(an[i], p) * tmp[i] * inv_s - 1.0);
+                if (!(ri <= rn))
+                    rn = ri;
+            }
+            if (rn < 0.5 * r)
                 break;
             step *= 0.5;
             halvings++;

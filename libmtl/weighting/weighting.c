@@ -12,8 +12,13 @@
 /* ---- registry -------------------------------------------------------------------------------- */
 
 static const mtli_wmethod *const g_methods[] = {
-    &mtli_w_ew,   &mtli_w_fixed, &mtli_w_uw,   &mtli_w_dwa,
-    &mtli_w_gls,  &mtli_w_rlw,   &mtli_w_stch, &mtli_w_famo,
+    &mtli_w_ew,       &mtli_w_fixed,       &mtli_w_uw,       &mtli_w_dwa,
+    &mtli_w_gls,      &mtli_w_rlw,         &mtli_w_stch,     &mtli_w_famo,
+    &mtli_w_mgda,     &mtli_w_mgda_ub,     &mtli_w_pcgrad,   &mtli_w_cagrad,
+    &mtli_w_nash_mtl, &mtli_w_imtl,        &mtli_w_aligned_mtl, &mtli_w_fairgrad,
+    &mtli_w_upgrad,   &mtli_w_dualproj,    &mtli_w_gradnorm, &mtli_w_config,
+    &mtli_w_graddrop, &mtli_w_gradvac,     &mtli_w_moco,     &mtli_w_db_mtl,
+    &mtli_w_excessmtl,
 };
 #define NMETHODS ((int)(sizeof g_methods / sizeof g_methods[0]))
 
@@ -97,6 +102,10 @@ double mtli_wquad(const double *G, int k, const double *x)
     }
     return s;
 }
+
+size_t mtli_wgram_ws(int T) { return mtli_solver_ws(T) + MTLI_WGRAM_EXTRA(T); }
+
+double *mtli_wgram_extra(const mtli_wctx *c) { return c->ws + mtli_solver_ws(c->T); }
 
 /* ---- create / free ---------------------------------------------------------------------------- */
 
@@ -182,7 +191,12 @@ MTL_API mtl_status mtl_weighting_create(mtl_weighting **out, const char *method,
     w->cw = mtli_calloc((size_t)T, sizeof(double));
     w->cG = (m->needs & MTLI_NEED_G) || m->needs_fn ? mtli_calloc(T2, sizeof(double)) : NULL;
     w->ws = w->nws ? mtli_calloc(w->nws, sizeof(double)) : NULL;
+    if (m->needs & MTLI_NEED_J) {
+        w->fG = mtli_calloc(T2, sizeof(float));
+        w->fw = mtli_calloc((size_t)T, sizeof(float));
+    }
     if (!w->fixed || !w->state || !w->idx || !w->cL || !w->cw ||
+        ((m->needs & MTLI_NEED_J) && (!w->fG || !w->fw)) ||
         (!w->cG && ((m->needs & MTLI_NEED_G) || m->needs_fn)) || (w->nws && !w->ws)) {
         size_t bytes = (w->nstate + T2 + w->nws) * sizeof(double);
         mtl_weighting_free(w);
@@ -218,7 +232,8 @@ MTL_API void mtl_weighting_free(mtl_weighting *w)
     mtli_free(w->cw);
     mtli_free(w->cG);
     mtli_free(w->ws);
-    mtli_free(w->groups);
+    mtli_free(w->fG);
+    mtli_free(w->fw);
     mtli_free(w->layer_ends);
     mtli_free(w->tensor_ends);
     mtli_free(w);
@@ -623,21 +638,27 @@ mtl_status mtli_weighting_bind(mtl_weighting *w, size_t P, const size_t *layer_e
         mtli_free(te);
         return MTL_OK;
     }
-    size_t oldP = w->P;
+    /* install the new layout first: the method's bound size may depend on it */
+    size_t oldP = w->P, *ole = w->layer_ends, *ote = w->tensor_ends;
+    int onle = w->nlayer_ends, onte = w->ntensor_ends;
     w->P = P;
-    st = resize_bound(w);
-    if (st != MTL_OK) {
-        w->P = oldP;
-        mtli_free(le);
-        mtli_free(te);
-        return st;
-    }
-    mtli_free(w->layer_ends);
-    mtli_free(w->tensor_ends);
     w->layer_ends = le;
     w->tensor_ends = te;
     w->nlayer_ends = nle;
     w->ntensor_ends = nte;
+    st = resize_bound(w);
+    if (st != MTL_OK) {
+        w->P = oldP;
+        w->layer_ends = ole;
+        w->tensor_ends = ote;
+        w->nlayer_ends = onle;
+        w->ntensor_ends = onte;
+        mtli_free(le);
+        mtli_free(te);
+        return st;
+    }
+    mtli_free(ole);
+    mtli_free(ote);
     if (w->m->on_set) /* let the method derive what depends on the groups */
         return w->m->on_set(w, -1);
     return MTL_OK;

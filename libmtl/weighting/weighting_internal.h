@@ -167,14 +167,13 @@ struct mtl_weighting {
     size_t nstate, nfixed;  /* total, and common + method part */
     double *ms, *bs;
     size_t P;               /* bound P (0: not bound) */
-    size_t *groups;         /* GradVac group ends (ngroups) for its granularity */
-    int ngroups;
-    size_t *layer_ends, *tensor_ends;
+    size_t *layer_ends, *tensor_ends; /* trunk layout given to mtli_weighting_bind */
     int nlayer_ends, ntensor_ends;
     /* per-step compaction and workspace (sized at create) */
     int *idx;
     double *cL, *cG, *cw, *ws;
     size_t nws;
+    float *fG, *fw;         /* J methods: a T x T float Gram and T float weights */
 };
 
 /* Key values by index. */
@@ -201,6 +200,16 @@ mtl_status mtli_weighting_rebind(mtl_weighting *w);
 
 /* Gram helpers on the compacted problem. */
 double mtli_wquad(const double *G, int k, const double *x); /* x^T G x */
+/* Handle-owned workspace of the Gram methods: the solvers' part (mtli_solver_ws) followed
+ * by MTLI_WGRAM_EXTRA(T) doubles for the method's own arrays. */
+#define MTLI_WGRAM_EXTRA(T) (4 * (size_t)(T) * (size_t)(T) + 12 * (size_t)(T))
+size_t mtli_wgram_ws(int T);
+/* Start of the method's own part of the Gram workspace. */
+double *mtli_wgram_extra(const mtli_wctx *c);
+
+/* Aligned-MTL's balancing matrix B (k x k) for the Gram G; returns the rank used, or -1
+ * when the eigen-decomposition fails. ws: 2k^2 + k doubles. */
+int mtli_aligned_balance(int k, const double *G, double *B, double *ws);
 
 /* The method entries. */
 extern const mtli_wmethod mtli_w_ew, mtli_w_fixed, mtli_w_uw, mtli_w_dwa, mtli_w_gls,
