@@ -22,7 +22,7 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
 
-[ -d build ] || meson setup build --buildtype=release -Db_ndebug=true -Ddebug=true
+[ -d build ] || meson setup build
 ninja -C build
 
 if [ "$mode" = run ]; then
