@@ -288,9 +288,10 @@ def test_from_config_forms(tmp_path):
 def test_example_configurations_validate():
     # every configuration shipped in examples/configs loads (data is read only by builders)
     root = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "configs")
-    names = sorted(f for f in os.listdir(root) if f.endswith(".yaml"))
+    names = sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files
+                   if f.endswith(".yaml"))
     assert names
     for name in names:
-        cfg = mtl.Config.load(os.path.join(root, name))
+        cfg = mtl.Config.load(name)
         assert cfg.tasks, name
         cfg.close()

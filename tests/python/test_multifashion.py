@@ -147,8 +147,11 @@ def test_builder_errors(tmp_path):
     src = synthetic_sources(str(tmp_path / "src"))
     with pytest.raises(mtl.InvalidArgumentError):
         data.build_multifashion(tmp_path / "out", src, limit=-1)
+    (tmp_path / "file").write_text("a file, not a folder")
     with pytest.raises(mtl.MtlIOError):
-        data.build_multifashion(tmp_path / "no" / "such" / "out", src)
+        data.build_multifashion(tmp_path / "file" / "out", src)
+    nested = data.build_multifashion(tmp_path / "new" / "nested" / "out", src, limit=4)
+    assert os.path.exists(os.path.join(nested, "test_x.npy"))     # folders are created
     bad = tmp_path / "bad"
     synthetic_sources(str(bad))
     with open(bad / "train-labels-idx1-ubyte.gz", "wb") as f:

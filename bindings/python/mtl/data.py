@@ -274,7 +274,8 @@ class Encoder(HandleBase):
 
 def build_multifashion(out_dir, src_dir=None, seed=MULTIFASHION_SEED, limit=0) -> str:
     """Build Multi-Fashion (two 10-class tasks on 36x36 composites of Fashion-MNIST items,
-    Lin et al. 2019) from the IDX files in src_dir (None: FASHION_MNIST_DIR) into out_dir,
+    Lin et al. 2019) from the IDX files in src_dir (None: FASHION_MNIST_DIR) into out_dir
+    (created if missing),
     as the six .npy files of :data:`MULTIFASHION_FILES` (train: 2 composites per source
     image, float32 [2n, 1, 36, 36] raw 0..255; labels int32). The same seed gives the same
     bytes everywhere. limit > 0 uses only the first `limit` images of each split. Returns
