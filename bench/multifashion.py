@@ -34,7 +34,7 @@ def run(mtl, config, epochs, workdir):
     acc = {}
     in_test = False
     for line in p.stdout.splitlines():
-        if line.startswith("test metrics"):
+        if line.startswith("test metrics") or line.startswith("test.loss"):
             in_test = True
         m = re.match(r"\s+(\w+)\s+loss \S+\s+accuracy (\S+)", line)
         if in_test and m:
