@@ -215,6 +215,7 @@ DECLARATIONS: dict[str, tuple] = {
     "mtl_metric_mae": (STATUS, [DOUBLE_P, HANDLE, HANDLE], "1.0"),
     "mtl_metric_r2": (STATUS, [DOUBLE_P, HANDLE, HANDLE], "1.0"),
     "mtl_metric_delta_m": (STATUS, [DOUBLE_P, DOUBLE_P, DOUBLE_P, INT_P, c_int], "1.0"),
+    "mtl_metric_entity_f1": (STATUS, [DOUBLE_P, HANDLE, HANDLE, POINTER(c_char_p), c_int], "1.0"),
     "mtl_metric_compute": (STATUS, [DOUBLE_P, STR, HANDLE, HANDLE], "1.0"),
     "mtl_metric_lower_is_better": (c_int, [STR], "1.0"),
     "mtl_metric_name": (STR, [c_int], "1.0"),
