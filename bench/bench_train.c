@@ -252,7 +252,7 @@ static void build(train_ctx *c, const model_spec *s, int64_t B)
         CHECK(mtl_trunk_add_layer(trunk, "relu", NULL));
     }
     for (int h = 0; h < s->nheads; h++) {
-        char name[16];
+        char name[24];
         snprintf(name, sizeof name, "task%d", h);
         mtl_head *head;
         CHECK(mtl_model_add_head(c->model, &head, name));
@@ -367,7 +367,7 @@ static void sgemm_setup(sgemm_ctx *g, const model_spec *s, size_t B)
     const float *X[MAX_TRUNK + MAX_HEADS];
     float *W[MAX_TRUNK + MAX_HEADS], *Y[MAX_TRUNK + MAX_HEADS], *dY[MAX_TRUNK + MAX_HEADS];
     float *dW[MAX_TRUNK + MAX_HEADS], *dX[MAX_TRUNK + MAX_HEADS];
-    char name[MAX_TRUNK + MAX_HEADS][16];
+    char name[MAX_TRUNK + MAX_HEADS][24];
     size_t prev = (size_t)s->in;
     const float *x0 = buf(g, B * prev);
     const float *cur = x0;
