@@ -305,7 +305,7 @@ typedef struct {
     const float *a, *b;
     inc_t lda, ldb, ldc;
     float *c;
-    char what[32];
+    char what[192];
     double seconds; /* accumulated over the timed groups */
 } gemm_call;
 
@@ -390,7 +390,7 @@ static void sgemm_setup(sgemm_ctx *g, const model_spec *s, size_t B)
             cur = Y[l];
         }
     }
-    char what[32];
+    char what[192];
     for (int l = 0; l < nl; l++) {
         snprintf(what, sizeof what, "%s.fwd", name[l]);
         add_call(g, 0, 1, B, out[l], in[l], 1.0f, X[l], in[l], W[l], in[l], Y[l], out[l], what);
