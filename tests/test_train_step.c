@@ -1,5 +1,6 @@
 /* Multi-input training steps and the per-task-gradient engine. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,6 +285,167 @@ START_TEST(every_method_trains_through_the_step)
 }
 END_TEST
 
+/* ---- the stacked per-task backward and the autogram ---------------------------------------- */
+
+/* A trunk layer: kind and up to three integer options (NULL key: unused). */
+typedef struct {
+    const char *kind;
+    const char *k[3];
+    int64_t v[3];
+} lspec;
+
+#define NSPEC(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* Trunks covering the layer kinds the engine meets: linear with and without bias, the
+ * activations, layer_norm, batch_norm, conv2d (both chunking paths), batch_norm2d, pools,
+ * flatten. */
+static const int64_t MLP_IN[1] = {12};
+static const lspec MLP[] = {{"linear", {"out"}, {16}},
+                            {"relu", {NULL}, {0}},
+                            {"linear", {"out", "bias"}, {10, 0}},
+                            {"tanh", {NULL}, {0}},
+                            {"linear", {"out"}, {8}},
+                            {"gelu", {NULL}, {0}}};
+static const int64_t NORM_IN[1] = {10};
+static const lspec NORM[] = {{"linear", {"out"}, {12}},
+                             {"layer_norm", {NULL}, {0}},
+                             {"tanh", {NULL}, {0}},
+                             {"linear", {"out"}, {9}},
+                             {"batch_norm", {NULL}, {0}},
+                             {"leaky_relu", {NULL}, {0}},
+                             {"linear", {"out"}, {7}},
+                             {"sigmoid", {NULL}, {0}}};
+static const int64_t CONV_IN[3] = {2, 6, 6};
+static const lspec CONV[] = {{"conv2d", {"out", "kernel", "padding"}, {3, 3, 1}},
+                             {"batch_norm2d", {NULL}, {0}},
+                             {"relu", {NULL}, {0}},
+                             {"max_pool2d", {"kernel"}, {2}},
+                             {"conv2d", {"out", "kernel", "bias"}, {4, 2, 0}},
+                             {"flatten", {NULL}, {0}},
+                             {"linear", {"out"}, {8}},
+                             {"tanh", {NULL}, {0}}};
+/* a feature map of 4096 outputs: conv2d's one-sample-per-GEMM path */
+static const int64_t BIGCONV_IN[3] = {1, 66, 66};
+static const lspec BIGCONV[] = {{"conv2d", {"out", "kernel"}, {2, 3}},
+                                {"avg_pool2d", {"kernel"}, {8}},
+                                {"flatten", {NULL}, {0}},
+                                {"linear", {"out"}, {6}}};
+/* with dropout (only where one forward serves both sides of a comparison) */
+static const lspec DROP[] = {{"linear", {"out"}, {16}},
+                             {"dropout", {NULL}, {0}},
+                             {"relu", {NULL}, {0}},
+                             {"linear", {"out"}, {8}}};
+
+/* Heads alternate: 3-class cross-entropy, 2-output MSE. */
+static mtl_model *build_spec(int ndim, const int64_t *shape, const lspec *L, int nl, int T,
+                             int64_t max_batch)
+{
+    mtl_model *m = NULL;
+    ck_assert_ok(mtl_model_create(&m, MTL_FLOAT32, ndim, shape));
+    mtl_trunk *tr = mtl_model_trunk(m);
+    for (int i = 0; i < nl; i++) {
+        ck_assert_ok(mtl_trunk_add_layer(tr, L[i].kind, NULL));
+        for (int k = 0; k < 3 && L[i].k[k]; k++)
+            ck_assert_ok(mtl_trunk_set_int(tr, -1, L[i].k[k], L[i].v[k]));
+    }
+    for (int t = 0; t < T; t++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%d", t);
+        mtl_head *h;
+        ck_assert_ok(mtl_model_add_head(m, &h, name));
+        ck_assert_ok(mtl_head_add_linear(h, t % 2 ? 2 : 3));
+        ck_assert_ok(mtl_head_set_loss(h, t % 2 ? "mse" : "cross_entropy"));
+    }
+    ck_assert_ok(mtl_model_build(m, max_batch, 7));
+    return m;
+}
+
+static mtl_tensor *rand_input(int ndim, const int64_t *shape, int64_t B, uint64_t seed)
+{
+    int64_t s[4] = {B, 0, 0, 0};
+    for (int d = 0; d < ndim; d++)
+        s[d + 1] = shape[d];
+    mtl_tensor *t = NULL;
+    ck_assert_ok(mtl_tensor_create(&t, MTL_FLOAT32, ndim + 1, s));
+    mtli_rng r;
+    mtli_rng_seed(&r, seed);
+    float *d = mtl_tensor_data(t);
+    for (int64_t i = 0; i < mtl_tensor_numel(t); i++)
+        d[i] = mtli_rng_uniform(&r) * 2.0f - 1.0f;
+    return t;
+}
+
+static int close_to(float a, float b, float tol) { return fabsf(a - b) <= tol * (1.0f + fabsf(b)); }
+
+/* The stacked backward of T streams gives, for every layer kind, the parameter gradients
+ * and input gradients of T separate single-stream backward passes (from the same forward),
+ * through the whole trunk and from a middle layer down. */
+static void check_stacked(int ndim, const int64_t *shape, const lspec *L, int nl, int lo)
+{
+    const int T = 3;
+    const size_t B = 5;
+    mtl_model *m = build_spec(ndim, shape, L, nl, 1, 8);
+    mtli_stack *s = &m->trunk.s;
+    mtl_tensor *x = rand_input(ndim, shape, (int64_t)B, 3);
+    mtli_stack_forward(s, mtl_tensor_data(x), B, true, &m->rng);
+    size_t D = s->out_features, P = s->nparams, W = s->max_features;
+    size_t in_lo = s->layers[lo].in_features;
+    float *dy = malloc(T * B * D * sizeof(float));
+    mtli_rng r;
+    mtli_rng_seed(&r, 9);
+    for (size_t i = 0; i < T * B * D; i++)
+        dy[i] = mtli_rng_uniform(&r) - 0.5f;
+    float *J = malloc(T * P * sizeof(float)), *Jref = calloc(T * P, sizeof(float));
+    for (size_t i = 0; i < T * P; i++)
+        J[i] = NAN; /* rows are overwritten, not accumulated */
+    float *buf0 = malloc(T * B * W * sizeof(float)), *buf1 = malloc(T * B * W * sizeof(float));
+    float *rows[3] = {J, J + P, J + 2 * P};
+    size_t P0 = 0;
+    for (int i = 0; i < lo; i++)
+        P0 += s->layers[i].nparams;
+    mtli_stacked st = {.T = T, .B = B, .buf = {buf0, buf1}, .rows = rows, .P0 = P0};
+    const float *dx = mtli_stack_backward_stacked(s, mtl_tensor_data(x), lo, dy, true, &st);
+    ck_assert_ptr_nonnull(dx);
+    float *dxref = malloc(B * in_lo * sizeof(float));
+    for (int t = 0; t < T; t++) {
+        /* per-task: the layers lo..top into a full-layout buffer, then compare the range */
+        float *full = calloc(m->nparams, sizeof(float));
+        mtli_stack_backward_range(s, mtl_tensor_data(x), lo, s->nlayers - 1, dy + t * B * D,
+                                  dxref, full, B);
+        memcpy(Jref + t * P, full + P0, (P - P0) * sizeof(float));
+        free(full);
+        for (size_t i = 0; i < P - P0; i++)
+            ck_assert_msg(close_to(J[t * P + i], Jref[t * P + i], 1e-6f),
+                          "%s: stream %d param %zu: %.9g stacked, %.9g alone", L[0].kind, t, i,
+                          (double)J[t * P + i], (double)Jref[t * P + i]);
+        for (size_t i = 0; i < B * in_lo; i++)
+            ck_assert_msg(close_to(dx[t * B * in_lo + i], dxref[i], 1e-6f),
+                          "%s: stream %d input gradient %zu: %.9g stacked, %.9g alone",
+                          L[0].kind, t, i, (double)dx[t * B * in_lo + i], (double)dxref[i]);
+    }
+    free(dy);
+    free(J);
+    free(Jref);
+    free(buf0);
+    free(buf1);
+    free(dxref);
+    mtl_tensor_free(x);
+    mtl_model_free(m);
+}
+
+START_TEST(stacked_backward_equals_per_task_passes)
+{
+    check_stacked(1, MLP_IN, MLP, NSPEC(MLP), 0);
+    check_stacked(1, MLP_IN, MLP, NSPEC(MLP), 2);
+    check_stacked(1, NORM_IN, NORM, NSPEC(NORM), 0);
+    check_stacked(1, NORM_IN, NORM, NSPEC(NORM), 3);
+    check_stacked(3, CONV_IN, CONV, NSPEC(CONV), 0);
+    check_stacked(3, CONV_IN, CONV, NSPEC(CONV), 4);
+    check_stacked(3, BIGCONV_IN, BIGCONV, NSPEC(BIGCONV), 0);
+    check_stacked(1, MLP_IN, DROP, NSPEC(DROP), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("train_step");
@@ -296,6 +458,7 @@ static Suite *suite(void)
     tcase_add_test(te, engine_per_task_gradients_and_gram);
     tcase_add_test(te, engine_representation_mode_gram);
     tcase_add_test(te, every_method_trains_through_the_step);
+    tcase_add_test(te, stacked_backward_equals_per_task_passes);
     suite_add_tcase(s, te);
     return s;
 }

@@ -92,6 +92,27 @@ typedef struct mtli_layer_ops {
     /* Optional (may be NULL): validate a batch before forward, which cannot fail. Called
      * through mtli_layer_check_input. */
     mtl_status (*check)(const mtli_layer *l, const float *x, size_t B, bool train);
+    /* Optional (NULL: mtli_layer_backward_stacked loops over the streams calling backward).
+     * The backward of T gradient streams through the same forward, stacked along the batch:
+     * b->dy is [T*B, out_features] (stream t in rows t*B .. t*B+B-1), b->dx, when not NULL,
+     * receives [T*B, in_features] (overwritten); b->x, b->y, b->scratch and b->B are the
+     * single forward's values, shared by the T streams; b->dparams is unused. dparams_t[t]
+     * (when dparams_t is not NULL) receives stream t's parameter gradient, OVERWRITTEN, not
+     * accumulated (per-task gradient rows start from nothing). With dparams_t NULL only dx
+     * is computed. The result equals T separate calls of backward. */
+    void (*backward_stacked)(const mtli_layer *l, const mtli_bwd *b, int T,
+                             float *const *dparams_t);
+    /* Optional (NULL: the per-task gradient engine forms this layer's per-task gradients
+     * and takes their Gram from them). The layer's contribution to the Gram matrix of the T
+     * streams' parameter gradients, G[s*T + t] += <dparams_s, dparams_t>, without forming
+     * the gradients (for a linear layer from the B x B input Gram: sum over outputs k of
+     * dY_s[:,k]^T (X X^T + 1 1^T) dY_t[:,k]). b is as for backward_stacked (dx and dparams
+     * unused). work: *work_floats floats of workspace.
+     * With G == NULL nothing is computed: the call reports, for b->B rows and T streams, the
+     * multiply-adds of this route (returned), those of forming the T gradients and their
+     * Gram instead (*jac_macs) and the workspace this route needs (*work_floats). */
+    double (*gram_stacked)(const mtli_layer *l, const mtli_bwd *b, int T, double *G,
+                           float *work, double *jac_macs, size_t *work_floats);
 } mtli_layer_ops;
 
 /* Layer options set by key before setup; each layer kind documents which keys it reads. */
@@ -238,6 +259,29 @@ extern const mtli_layer_ops mtli_conv2d_ops;                          /* conv.c 
 extern const mtli_layer_ops mtli_max_pool2d_ops, mtli_avg_pool2d_ops; /* pool.c */
 extern const mtli_layer_ops mtli_flatten_ops, mtli_batch_norm2d_ops;  /* shape.c */
 extern const mtli_layer_ops mtli_dropout2d_ops;                       /* dropout.c */
+
+/* The backward of T stacked gradient streams (see backward_stacked in mtli_layer_ops):
+ * the kind's own implementation, or T calls of backward (dparams_t zeroed first, since
+ * backward accumulates). dparams_t may be NULL only for a layer without parameters or one
+ * that implements backward_stacked. */
+static inline void mtli_layer_backward_stacked(const mtli_layer *l, const mtli_bwd *b, int T,
+                                               float *const *dparams_t)
+{
+    if (l->ops->backward_stacked) {
+        l->ops->backward_stacked(l, b, T, dparams_t);
+        return;
+    }
+    const size_t B = b->B, in = l->in_features, out = l->out_features;
+    for (int t = 0; t < T; t++) {
+        mtli_bwd one = *b;
+        one.dy = b->dy + (size_t)t * B * out;
+        one.dx = b->dx ? b->dx + (size_t)t * B * in : NULL;
+        one.dparams = dparams_t ? dparams_t[t] : NULL;
+        if (one.dparams && l->nparams)
+            memset(one.dparams, 0, l->nparams * sizeof(float));
+        l->ops->backward(l, &one);
+    }
+}
 
 /* Read the int32 id stored in the i-th 4-byte slot of an activation buffer. */
 static inline int32_t mtli_layer_id_at(const float *x, size_t i)

@@ -73,6 +73,70 @@ static void linear_backward(const mtli_layer *l, const mtli_bwd *b)
         mtli_gemm(false, false, B, in, out, 1.0f, b->dy, out, l->params, in, 0.0f, b->dx, in);
 }
 
+/* T streams stacked along the batch: dW_t = dY_t^T X (one GEMM per stream, into its own
+ * row), db_t = colsum(dY_t), and the input gradient of all streams as ONE GEMM
+ * dX[T*B, in] = dY[T*B, out] W. */
+static void linear_backward_stacked(const mtli_layer *l, const mtli_bwd *b, int T,
+                                    float *const *dparams_t)
+{
+    size_t in = l->in_features, out = l->out_features, B = b->B;
+    if (dparams_t)
+        for (int t = 0; t < T; t++) {
+            float *dp = dparams_t[t];
+            const float *dy = b->dy + (size_t)t * B * out;
+            if (B == 0) {
+                memset(dp, 0, l->nparams * sizeof(float));
+                continue;
+            }
+            mtli_gemm(true, false, out, in, B, 1.0f, dy, out, b->x, in, 0.0f, dp, in);
+            if (l->opts.bias) {
+                memset(dp + in * out, 0, out * sizeof(float));
+                mtli_layer_colsum_acc(dy, B, out, dp + in * out);
+            }
+        }
+    if (b->dx && B > 0)
+        mtli_gemm(false, false, (size_t)T * B, in, out, 1.0f, b->dy, out, l->params, in, 0.0f,
+                  b->dx, in);
+}
+
+/* The Gram of the T streams' parameter gradients from the input Gram. With X~ = [X, 1] (the
+ * ones column only with a bias) and K = X~ X~^T (B x B), the gradients are
+ * [dW_t, db_t] = dY_t^T X~, so
+ *   <grad_s, grad_t> = trace(X~^T dY_s dY_t^T X~) = <dY_s, K dY_t>   (Frobenius).
+ * Cost: K (B*B*in) + K dY_t for every stream (T*B*B*out) + the T x T inner products
+ * (T*T*B*out), against T*B*in*out + T*T*in*out for forming the gradients and their Gram:
+ * cheaper when the batch is small next to the layer's width. Workspace: K, K dY (T*B*out)
+ * and the T x T float result. */
+static double linear_gram_stacked(const mtli_layer *l, const mtli_bwd *b, int T, double *G,
+                                  float *work, double *jac_macs, size_t *work_floats)
+{
+    const size_t in = l->in_features, out = l->out_features, B = b->B, Tz = (size_t)T;
+    if (!G) {
+        double Bd = (double)B, Td = (double)T, ind = (double)in, outd = (double)out;
+        double np = (double)l->nparams;
+        if (jac_macs)
+            *jac_macs = Td * Bd * np + Td * Td * np;
+        if (work_floats)
+            *work_floats = B * B + Tz * B * out + Tz * Tz;
+        return Bd * Bd * ind + Td * Bd * Bd * outd + Td * Td * Bd * outd;
+    }
+    if (B == 0)
+        return 0.0;
+    float *K = work, *KdY = work + B * B, *Gf = KdY + Tz * B * out;
+    mtli_gemm(false, true, B, B, in, 1.0f, b->x, in, b->x, in, 0.0f, K, B);
+    if (l->opts.bias)
+        for (size_t i = 0; i < B * B; i++)
+            K[i] += 1.0f;
+    for (size_t t = 0; t < Tz; t++)
+        mtli_gemm(false, false, B, out, B, 1.0f, K, B, b->dy + t * B * out, out, 0.0f,
+                  KdY + t * B * out, out);
+    mtli_gemm(false, true, Tz, Tz, B * out, 1.0f, b->dy, B * out, KdY, B * out, 0.0f, Gf, Tz);
+    for (size_t s = 0; s < Tz; s++)
+        for (size_t t = 0; t < Tz; t++)
+            G[s * Tz + t] += 0.5 * ((double)Gf[s * Tz + t] + (double)Gf[t * Tz + s]);
+    return 0.0;
+}
+
 const mtli_layer_ops mtli_linear_ops = {
     .kind = "linear",
     .setup = linear_setup,
@@ -81,4 +145,6 @@ const mtli_layer_ops mtli_linear_ops = {
     .forward = linear_forward,
     .backward = linear_backward,
     .check = NULL,
+    .backward_stacked = linear_backward_stacked,
+    .gram_stacked = linear_gram_stacked,
 };

@@ -108,6 +108,42 @@ const float *mtli_stack_forward(mtli_stack *s, const float *x, size_t B, bool tr
 void mtli_stack_backward(mtli_stack *s, const float *x, const float *dy_top, float *dx,
                          float *dparams_base, size_t B);
 
+/* The same through layers lo..hi only (dy: gradient w.r.t. layer hi's output; dx: w.r.t.
+ * layer lo's input, NULL: not needed). */
+void mtli_stack_backward_range(mtli_stack *s, const float *x, int lo, int hi, const float *dy,
+                               float *dx, float *dparams_base, size_t B);
+
+/* What the stacked backward takes per parameter layer (mtli_stacked.route). */
+enum {
+    MTLI_ROUTE_NONE = 0, /* parameter gradients not wanted (dx only) */
+    MTLI_ROUTE_ROWS,     /* per-task gradients into the rows of J */
+    MTLI_ROUTE_GRAM,     /* the layer's Gram contribution (gram_stacked), no gradients */
+    MTLI_ROUTE_ROWS_GRAM /* per-task gradients into jl, then their Gram into G */
+};
+
+/* A stacked backward of T gradient streams through one forward (the per-task-gradient
+ * engine). */
+typedef struct mtli_stacked {
+    int T;
+    size_t B;
+    float *buf[2];              /* ping-pong, each [T*B, widest layer] */
+    /* MTLI_ROUTE_ROWS: stream t's gradient of a layer at rows[t] + (offset of the layer's
+     * parameters in the flat buffer) - P0 */
+    float *const *rows;
+    size_t P0;
+    const unsigned char *route; /* [s->nlayers]; NULL: ROUTE_ROWS for every layer */
+    double *G;                  /* [T*T] Gram, accumulated by the GRAM routes */
+    float *work;                /* gram_stacked workspace */
+    float *jl;                  /* ROUTE_ROWS_GRAM: T rows of ldjl floats */
+    size_t ldjl;
+    float *Gf;                  /* [T*T] float scratch */
+} mtli_stacked;
+/* Backward of the T streams dy ([T*B, out] of the top layer) through layers lo..top.
+ * Returns the gradient with respect to layer lo's input ([T*B, in(lo)], in one of st->buf)
+ * when want_dx, otherwise NULL. */
+const float *mtli_stack_backward_stacked(mtli_stack *s, const float *x, int lo, const float *dy,
+                                         bool want_dx, const mtli_stacked *st);
+
 /* Train-step internals shared with the weighting engine. */
 mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
                                   const mtl_tensor *const *targets,
