@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "model/model_internal.h"
 #include "test_main.h"
+#include "test_oom.h"
 
 #define IN 6
 
@@ -375,6 +376,19 @@ static mtl_tensor *rand_input(int ndim, const int64_t *shape, int64_t B, uint64_
     return t;
 }
 
+/* targets for build_spec's heads */
+static void make_targets(int T, int64_t B, uint64_t seed, mtl_tensor **tg)
+{
+    for (int t = 0; t < T; t++)
+        tg[t] = t % 2 ? rand2(B, 2, seed + (uint64_t)t) : labels(B, 3, seed + (uint64_t)t);
+}
+
+static void free_all(mtl_tensor **ts, int n)
+{
+    for (int i = 0; i < n; i++)
+        mtl_tensor_free(ts[i]);
+}
+
 static int close_to(float a, float b, float tol) { return fabsf(a - b) <= tol * (1.0f + fabsf(b)); }
 
 /* The stacked backward of T streams gives, for every layer kind, the parameter gradients
@@ -446,6 +460,275 @@ START_TEST(stacked_backward_equals_per_task_passes)
 }
 END_TEST
 
+/* One forward_backward with mgda; copies of G (T x T), the task weights and the gradient. */
+typedef struct {
+    double G[16];
+    double w[4];
+    float *grads;
+    float *J;
+    size_t P;
+} eng_out;
+
+static void run_mgda(mtl_model *m, const char *method, const mtl_tensor *x,
+                     const mtl_tensor *const *tg, int T, eng_out *o)
+{
+    mtl_weighting *w = NULL;
+    ck_assert_ok(mtl_weighting_create(&w, method, T));
+    float L[8];
+    ck_assert_ok(mtl_model_forward_backward(m, w, x, tg, NULL, L));
+    memcpy(o->G, m->eng_G, (size_t)T * T * sizeof(double));
+    ck_assert_ok(mtl_weighting_get_weights(w, o->w, T));
+    o->grads = malloc(m->nparams * sizeof(float));
+    memcpy(o->grads, m->grads, m->nparams * sizeof(float));
+    o->J = NULL;
+    o->P = w->P;
+    if (!m->eng_autogram) {
+        o->J = malloc((size_t)T * o->P * sizeof(float));
+        memcpy(o->J, m->eng_J, (size_t)T * o->P * sizeof(float));
+    }
+    mtl_weighting_free(w);
+}
+
+static void free_out(eng_out *o)
+{
+    free(o->grads);
+    free(o->J);
+}
+
+/* |G - J J^T| within tol of the largest diagonal entry */
+static void check_gram(const double *G, const float *J, size_t P, int T, double tol,
+                       const char *what)
+{
+    double scale = 0.0;
+    for (int t = 0; t < T; t++)
+        scale = fmax(scale, fabs(G[t * T + t]));
+    for (int a = 0; a < T; a++)
+        for (int b = 0; b < T; b++) {
+            double dot = 0.0;
+            for (size_t i = 0; i < P; i++)
+                dot += (double)J[a * P + i] * J[b * P + i];
+            ck_assert_msg(fabs(dot - G[a * T + b]) <= tol * scale,
+                          "%s: G[%d][%d] = %.9g, J J^T gives %.9g (scale %g)", what, a, b,
+                          G[a * T + b], dot, scale);
+        }
+}
+
+static void check_grads_close(const float *a, const float *b, size_t n, double tol,
+                              const char *what)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(b[i]));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs((double)a[i] - b[i]) <= tol * scale, "%s: gradient %zu: %.9g vs %.9g",
+                      what, i, (double)a[i], (double)b[i]);
+}
+
+/* The autogram Gram (from each layer's input Gram, no J) equals J J^T on trunks with linear,
+ * conv2d, layer_norm, batch_norm and activations, and the update (one backward of
+ * sum_t w_t dZ_t) equals sum_t w_t J_t. */
+static void check_autogram(int ndim, const int64_t *shape, const lspec *L, int nl, int force,
+                           int64_t grad_layers)
+{
+    const int T = 3;
+    const int64_t B = 9;
+    mtl_model *m = build_spec(ndim, shape, L, nl, T, 12);
+    m->grad_layers = grad_layers;
+    mtl_tensor *x = rand_input(ndim, shape, B, 5), *tg[4];
+    make_targets(T, B, 40, tg);
+    eng_out a, j;
+    m->eng_force = force;
+    run_mgda(m, "mgda", x, (const mtl_tensor *const *)tg, T, &a);
+    ck_assert_msg(m->eng_autogram, "forced autogram not taken");
+    ck_assert_ptr_null(m->eng_J); /* no per-task gradient matrix at all */
+    m->eng_force = 1;
+    run_mgda(m, "mgda", x, (const mtl_tensor *const *)tg, T, &j);
+    ck_assert(!m->eng_autogram);
+    ck_assert_uint_eq(a.P, j.P);
+    check_gram(a.G, j.J, j.P, T, 2e-5, L[0].kind);
+    check_gram(j.G, j.J, j.P, T, 2e-5, L[0].kind);
+    for (int t = 0; t < T; t++)
+        ck_assert_msg(fabs(a.w[t] - j.w[t]) <= 1e-4, "weight %d: %g vs %g", t, a.w[t], j.w[t]);
+    /* the two routes' updates, each with its own weights: compare the autogram update with
+     * sum_t w_t J_t for the autogram's weights on the per-task range */
+    size_t P = m->trunk.s.nparams, P0 = P - j.P;
+    for (size_t i = 0; i < j.P; i++) {
+        double want = 0.0;
+        for (int t = 0; t < T; t++)
+            want += a.w[t] * j.J[(size_t)t * j.P + i];
+        ck_assert_msg(fabs(a.grads[P0 + i] - want) <= 1e-5 * (1.0 + fabs(want)),
+                      "%s: shared gradient %zu: %.9g, sum_t w_t J_t = %.9g", L[0].kind, i,
+                      (double)a.grads[P0 + i], want);
+    }
+    check_grads_close(a.grads, j.grads, m->nparams, 2e-4, L[0].kind);
+    free_out(&a);
+    free_out(&j);
+    free_all(tg, T);
+    mtl_tensor_free(x);
+    mtl_model_free(m);
+}
+
+START_TEST(autogram_gram_equals_J_Jt)
+{
+    for (int force = 2; force <= 3; force++) {
+        check_autogram(1, MLP_IN, MLP, NSPEC(MLP), force, 0);
+        check_autogram(1, NORM_IN, NORM, NSPEC(NORM), force, 0);
+        check_autogram(3, CONV_IN, CONV, NSPEC(CONV), force, 0);
+    }
+    /* with the per-task range restricted to the last layers */
+    check_autogram(1, NORM_IN, NORM, NSPEC(NORM), 3, 2);
+    check_autogram(3, CONV_IN, CONV, NSPEC(CONV), 3, 1);
+}
+END_TEST
+
+/* Left to itself, the engine takes the autogram where it costs fewer multiply-adds (wide
+ * layers, small batch) and J where it does not (the narrow model3 at batch 16). */
+START_TEST(engine_picks_the_cheaper_route)
+{
+    static const int64_t in[1] = {64};
+    static const lspec wide[] = {{"linear", {"out"}, {256}},
+                                 {"relu", {NULL}, {0}},
+                                 {"linear", {"out"}, {128}},
+                                 {"relu", {NULL}, {0}}};
+    const int T = 4;
+    mtl_model *m = build_spec(1, in, wide, NSPEC(wide), T, 8);
+    mtl_tensor *x = rand_input(1, in, 8, 2), *tg[4];
+    make_targets(T, 8, 60, tg);
+    eng_out a, j;
+    run_mgda(m, "mgda", x, (const mtl_tensor *const *)tg, T, &a);
+    ck_assert(m->eng_autogram);
+    ck_assert_ptr_null(m->eng_J);
+    m->eng_force = 1;
+    run_mgda(m, "mgda", x, (const mtl_tensor *const *)tg, T, &j);
+    check_gram(a.G, j.J, j.P, T, 2e-5, "wide");
+    check_grads_close(a.grads, j.grads, m->nparams, 2e-4, "wide");
+    free_out(&a);
+    free_out(&j);
+    free_all(tg, T);
+    mtl_tensor_free(x);
+    mtl_model_free(m);
+
+    m = model3();
+    mtl_tensor *x3 = rand2(16, IN, 1), *ya = labels(16, 3, 2), *yb = rand2(16, 2, 3),
+               *yc = labels(16, 4, 4);
+    const mtl_tensor *t3[3] = {ya, yb, yc};
+    mtl_weighting *w = NULL;
+    ck_assert_ok(mtl_weighting_create(&w, "mgda", 3));
+    float L[3];
+    ck_assert_ok(mtl_model_forward_backward(m, w, x3, t3, NULL, L));
+    ck_assert(!m->eng_autogram);
+    ck_assert_ptr_nonnull(m->eng_J);
+    /* J methods always form J */
+    mtl_weighting *wj = NULL;
+    ck_assert_ok(mtl_weighting_create(&wj, "graddrop", 3));
+    m->eng_force = 3;
+    ck_assert_ok(mtl_model_forward_backward(m, wj, x3, t3, NULL, L));
+    ck_assert(!m->eng_autogram);
+    mtl_weighting_free(w);
+    mtl_weighting_free(wj);
+    mtl_tensor_free(x3);
+    mtl_tensor_free(ya);
+    mtl_tensor_free(yb);
+    mtl_tensor_free(yc);
+    mtl_model_free(m);
+}
+END_TEST
+
+/* When the stacked buffers would be too large, tasks are stacked in groups (J route, the
+ * autogram needs every stream at once): same results as one stack. An inactive task (no
+ * target) has a zero row. */
+START_TEST(stacked_groups_and_inactive_tasks)
+{
+    for (int64_t gl = 0; gl <= 1; gl++) {
+        const int T = 4;
+        mtl_model *m = build_spec(1, NORM_IN, NORM, NSPEC(NORM), T, 12);
+        m->grad_layers = gl;
+        mtl_tensor *x = rand_input(1, NORM_IN, 9, 5), *tg[4];
+        make_targets(T, 9, 80, tg);
+        const mtl_tensor *act[4] = {tg[0], NULL, tg[2], tg[3]};
+        eng_out one, grouped;
+        m->eng_force = 1;
+        run_mgda(m, "mgda", x, act, T, &one);
+        m->eng_stack_cap = 2 * 12 * m->trunk.s.max_features; /* two tasks per stack */
+        m->eng_force = 3;                                    /* not possible: J route */
+        run_mgda(m, "mgda", x, act, T, &grouped);
+        ck_assert(!m->eng_autogram);
+        for (size_t i = 0; i < (size_t)T * one.P; i++)
+            ck_assert(close_to(grouped.J[i], one.J[i], 1e-6f));
+        for (size_t i = 0; i < one.P; i++)
+            ck_assert_float_eq(one.J[one.P + i], 0.0f);
+        check_gram(grouped.G, grouped.J, grouped.P, T, 1e-5, "groups");
+        check_grads_close(grouped.grads, one.grads, m->nparams, 1e-5, "groups");
+        ck_assert_double_eq(one.w[1], 0.0);
+        free_out(&one);
+        free_out(&grouped);
+        free_all(tg, T);
+        mtl_tensor_free(x);
+        mtl_model_free(m);
+    }
+}
+END_TEST
+
+/* Allocation failures anywhere in building, preparing and running the engine (autogram,
+ * J, restricted range) report out of memory and leak nothing. */
+typedef struct {
+    int force;
+    int64_t grad_layers;
+    const char *method;
+} oom_ctx;
+
+static mtl_status engine_oom_run(void *p)
+{
+    const oom_ctx *c = p;
+    mtl_model *m = NULL;
+    mtl_weighting *w = NULL;
+    mtl_tensor *x = NULL, *y0 = NULL, *y1 = NULL;
+    mtl_status st = MTL_OK;
+    int64_t xs[2] = {6, 10}, ys[2] = {6, 2}, in[1] = {10};
+    if ((st = mtl_tensor_create(&x, MTL_FLOAT32, 2, xs)) != MTL_OK ||
+        (st = mtl_tensor_create(&y0, MTL_FLOAT32, 2, ys)) != MTL_OK ||
+        (st = mtl_tensor_create(&y1, MTL_FLOAT32, 2, ys)) != MTL_OK ||
+        (st = mtl_model_create(&m, MTL_FLOAT32, 1, in)) != MTL_OK)
+        goto out;
+    for (size_t i = 0; i < 60; i++)
+        ((float *)mtl_tensor_data(x))[i] = (float)(i % 7) * 0.1f - 0.3f;
+    for (size_t i = 0; i < 12; i++) {
+        ((float *)mtl_tensor_data(y0))[i] = (float)(i % 3) * 0.2f;
+        ((float *)mtl_tensor_data(y1))[i] = (float)(i % 5) * -0.1f;
+    }
+    mtl_trunk *tr = mtl_model_trunk(m);
+    mtl_head *h;
+    if ((st = mtl_trunk_add_linear(tr, 8)) != MTL_OK ||
+        (st = mtl_trunk_add_layer(tr, "layer_norm", NULL)) != MTL_OK ||
+        (st = mtl_trunk_add_linear(tr, 8)) != MTL_OK ||
+        (st = mtl_model_add_head(m, &h, "a")) != MTL_OK ||
+        (st = mtl_head_add_linear(h, 2)) != MTL_OK ||
+        (st = mtl_model_add_head(m, &h, "b")) != MTL_OK ||
+        (st = mtl_head_add_linear(h, 2)) != MTL_OK || (st = mtl_model_build(m, 6, 1)) != MTL_OK ||
+        (st = mtl_weighting_create(&w, c->method, 2)) != MTL_OK)
+        goto out;
+    m->eng_force = c->force;
+    m->grad_layers = c->grad_layers;
+    const mtl_tensor *tg[2] = {y0, y1};
+    float L[2];
+    st = mtl_model_forward_backward(m, w, x, tg, NULL, L);
+out:
+    mtl_weighting_free(w);
+    mtl_model_free(m);
+    mtl_tensor_free(x);
+    mtl_tensor_free(y0);
+    mtl_tensor_free(y1);
+    return st;
+}
+
+START_TEST(engine_allocation_failures)
+{
+    const oom_ctx cases[] = {{3, 0, "mgda"}, {1, 0, "mgda"}, {3, 1, "imtl"}, {0, 1, "moco"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_int_gt(mtl_test_oom_sweep(engine_oom_run, (void *)&cases[i]), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("train_step");
@@ -459,6 +742,10 @@ static Suite *suite(void)
     tcase_add_test(te, engine_representation_mode_gram);
     tcase_add_test(te, every_method_trains_through_the_step);
     tcase_add_test(te, stacked_backward_equals_per_task_passes);
+    tcase_add_test(te, autogram_gram_equals_J_Jt);
+    tcase_add_test(te, engine_picks_the_cheaper_route);
+    tcase_add_test(te, stacked_groups_and_inactive_tasks);
+    tcase_add_test(te, engine_allocation_failures);
     suite_add_tcase(s, te);
     return s;
 }
