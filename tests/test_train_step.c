@@ -533,7 +533,7 @@ static void check_autogram(int ndim, const int64_t *shape, const lspec *L, int n
     const int T = 3;
     const int64_t B = 9;
     mtl_model *m = build_spec(ndim, shape, L, nl, T, 12);
-    m->grad_layers = grad_layers;
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", (double)grad_layers));
     mtl_tensor *x = rand_input(ndim, shape, B, 5), *tg[4];
     make_targets(T, B, 40, tg);
     eng_out a, j;
@@ -634,6 +634,100 @@ START_TEST(engine_picks_the_cheaper_route)
 }
 END_TEST
 
+/* grad_layers = 1: J and G cover only the last trunk layer with parameters (its rows equal
+ * the single-task gradients of those parameters); the layers below get the gradient of
+ * sum_t w_t L_t, as a fixed weighting with the same weights gives it. */
+START_TEST(grad_layers_restricts_per_task_gradients)
+{
+    mtl_model *m = model3();
+    double v = -1.0;
+    ck_assert_ok(mtl_model_get_double(m, "grad_layers", &v));
+    ck_assert_double_eq(v, 0.0);
+    ck_assert_status(mtl_model_set_double(m, "grad_layers", -1.0), MTL_ERR_RANGE);
+    ck_assert_msg(strstr(mtl_last_error(), "grad_layers") != NULL, "%s", mtl_last_error());
+    ck_assert_status(mtl_model_set_double(m, "grad_layers", 1.5), MTL_ERR_RANGE);
+    ck_assert_msg(strstr(mtl_last_error(), "whole number") != NULL, "%s", mtl_last_error());
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 1.0));
+    ck_assert_ok(mtl_model_get_double(m, "grad_layers", &v));
+    ck_assert_double_eq(v, 1.0);
+    mtl_tensor *x = rand2(10, IN, 1), *ya = labels(10, 3, 2), *yb = rand2(10, 2, 3),
+               *yc = labels(10, 4, 4);
+    const mtl_tensor *targets[3] = {ya, yb, yc};
+    const size_t P = m->trunk.s.nparams, Pg = 8 * 8 + 8, P0 = P - Pg;
+    for (int route = 1; route <= 3; route += 2) {
+        m->eng_force = route;
+        eng_out o;
+        run_mgda(m, "mgda", x, targets, 3, &o);
+        ck_assert_uint_eq(o.P, Pg); /* the weighting is bound to the range */
+        if (route == 1) {
+            float L[3];
+            for (int t = 0; t < 3; t++) {
+                const mtl_tensor *one[3] = {NULL, NULL, NULL};
+                one[t] = targets[t];
+                ck_assert_ok(mtl_model_forward_backward(m, NULL, x, one, NULL, L));
+                for (size_t i = 0; i < Pg; i++)
+                    ck_assert_msg(close_to(o.J[t * Pg + i], m->grads[P0 + i], 1e-5f),
+                                  "task %d param %zu", t, i);
+            }
+            check_gram(o.G, o.J, Pg, 3, 1e-5, "grad_layers");
+        }
+        /* the whole update equals plain backward of sum_t w_t L_t (the per-task range of a
+         * J method's combination is sum_t w_t J_t, the same thing) */
+        mtl_weighting *f = NULL;
+        ck_assert_ok(mtl_weighting_create(&f, "fixed", 3));
+        ck_assert_ok(mtl_weighting_set_weights(f, o.w, 3));
+        float L[3];
+        ck_assert_ok(mtl_model_forward_backward(m, f, x, targets, NULL, L));
+        check_grads_close(o.grads, m->grads, m->nparams, 1e-5, "grad_layers update");
+        mtl_weighting_free(f);
+        free_out(&o);
+    }
+    /* the Gram differs from the full one: it sees only the last layer */
+    m->eng_force = 0;
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 0.0));
+    eng_out full;
+    run_mgda(m, "mgda", x, targets, 3, &full);
+    ck_assert_uint_eq(full.P, P);
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 1.0));
+    eng_out part;
+    run_mgda(m, "mgda", x, targets, 3, &part);
+    ck_assert(part.G[0] < full.G[0]);
+    /* more layers than the trunk has: all of them */
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 5.0));
+    eng_out all;
+    run_mgda(m, "mgda", x, targets, 3, &all);
+    ck_assert_uint_eq(all.P, P);
+    free_out(&full);
+    free_out(&part);
+    free_out(&all);
+    /* J methods train with it */
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 1.0));
+    const char *jm[] = {"graddrop", "gradvac", "moco", "db_mtl", "excessmtl"};
+    for (size_t k = 0; k < sizeof jm / sizeof jm[0]; k++) {
+        mtl_optimizer *o = NULL;
+        ck_assert_ok(mtl_optimizer_create(&o, m, "adam"));
+        ck_assert_ok(mtl_optimizer_set_double(o, "lr", 0.01));
+        mtl_weighting *w = NULL;
+        ck_assert_ok(mtl_weighting_create(&w, jm[k], 3));
+        float L0[3], L[3];
+        ck_assert_ok(mtl_model_compute_losses(m, x, targets, NULL, L0));
+        for (int s2 = 0; s2 < 40; s2++)
+            ck_assert_msg(mtl_model_train_step(m, o, w, x, targets, NULL, L) == MTL_OK, "%s: %s",
+                          jm[k], mtl_last_error());
+        ck_assert_uint_eq(w->P, Pg);
+        ck_assert_ok(mtl_model_compute_losses(m, x, targets, NULL, L));
+        ck_assert_msg(L[0] + L[1] + L[2] < L0[0] + L0[1] + L0[2], "%s", jm[k]);
+        mtl_weighting_free(w);
+        mtl_optimizer_free(o);
+    }
+    mtl_tensor_free(x);
+    mtl_tensor_free(ya);
+    mtl_tensor_free(yb);
+    mtl_tensor_free(yc);
+    mtl_model_free(m);
+}
+END_TEST
+
 /* When the stacked buffers would be too large, tasks are stacked in groups (J route, the
  * autogram needs every stream at once): same results as one stack. An inactive task (no
  * target) has a zero row. */
@@ -642,7 +736,7 @@ START_TEST(stacked_groups_and_inactive_tasks)
     for (int64_t gl = 0; gl <= 1; gl++) {
         const int T = 4;
         mtl_model *m = build_spec(1, NORM_IN, NORM, NSPEC(NORM), T, 12);
-        m->grad_layers = gl;
+        ck_assert_ok(mtl_model_set_double(m, "grad_layers", (double)gl));
         mtl_tensor *x = rand_input(1, NORM_IN, 9, 5), *tg[4];
         make_targets(T, 9, 80, tg);
         const mtl_tensor *act[4] = {tg[0], NULL, tg[2], tg[3]};
@@ -705,10 +799,10 @@ static mtl_status engine_oom_run(void *p)
         (st = mtl_head_add_linear(h, 2)) != MTL_OK ||
         (st = mtl_model_add_head(m, &h, "b")) != MTL_OK ||
         (st = mtl_head_add_linear(h, 2)) != MTL_OK || (st = mtl_model_build(m, 6, 1)) != MTL_OK ||
+        (st = mtl_model_set_double(m, "grad_layers", (double)c->grad_layers)) != MTL_OK ||
         (st = mtl_weighting_create(&w, c->method, 2)) != MTL_OK)
         goto out;
     m->eng_force = c->force;
-    m->grad_layers = c->grad_layers;
     const mtl_tensor *tg[2] = {y0, y1};
     float L[2];
     st = mtl_model_forward_backward(m, w, x, tg, NULL, L);
@@ -744,6 +838,7 @@ static Suite *suite(void)
     tcase_add_test(te, stacked_backward_equals_per_task_passes);
     tcase_add_test(te, autogram_gram_equals_J_Jt);
     tcase_add_test(te, engine_picks_the_cheaper_route);
+    tcase_add_test(te, grad_layers_restricts_per_task_gradients);
     tcase_add_test(te, stacked_groups_and_inactive_tasks);
     tcase_add_test(te, engine_allocation_failures);
     suite_add_tcase(s, te);
