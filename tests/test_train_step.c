@@ -528,11 +528,10 @@ static void check_grads_close(const float *a, const float *b, size_t n, double t
  * conv2d, layer_norm, batch_norm and activations, and the update (one backward of
  * sum_t w_t dZ_t) equals sum_t w_t J_t. */
 static void check_autogram(int ndim, const int64_t *shape, const lspec *L, int nl, int force,
-                           int64_t grad_layers)
+                           int64_t grad_layers, int64_t B)
 {
     const int T = 3;
-    const int64_t B = 9;
-    mtl_model *m = build_spec(ndim, shape, L, nl, T, 12);
+    mtl_model *m = build_spec(ndim, shape, L, nl, T, B + 3);
     ck_assert_ok(mtl_model_set_double(m, "grad_layers", (double)grad_layers));
     mtl_tensor *x = rand_input(ndim, shape, B, 5), *tg[4];
     make_targets(T, B, 40, tg);
@@ -571,13 +570,17 @@ static void check_autogram(int ndim, const int64_t *shape, const lspec *L, int n
 START_TEST(autogram_gram_equals_J_Jt)
 {
     for (int force = 2; force <= 3; force++) {
-        check_autogram(1, MLP_IN, MLP, NSPEC(MLP), force, 0);
-        check_autogram(1, NORM_IN, NORM, NSPEC(NORM), force, 0);
-        check_autogram(3, CONV_IN, CONV, NSPEC(CONV), force, 0);
+        check_autogram(1, MLP_IN, MLP, NSPEC(MLP), force, 0, 9);
+        check_autogram(1, NORM_IN, NORM, NSPEC(NORM), force, 0, 9);
+        check_autogram(3, CONV_IN, CONV, NSPEC(CONV), force, 0, 9);
     }
+    /* batches of more than one row block of the input Gram (64 rows): the triangular split,
+     * with a short last block */
+    check_autogram(1, MLP_IN, MLP, NSPEC(MLP), 3, 0, 130);
+    check_autogram(1, NORM_IN, NORM, NSPEC(NORM), 3, 0, 200);
     /* with the per-task range restricted to the last layers */
-    check_autogram(1, NORM_IN, NORM, NSPEC(NORM), 3, 2);
-    check_autogram(3, CONV_IN, CONV, NSPEC(CONV), 3, 1);
+    check_autogram(1, NORM_IN, NORM, NSPEC(NORM), 3, 2, 9);
+    check_autogram(3, CONV_IN, CONV, NSPEC(CONV), 3, 1, 9);
 }
 END_TEST
 
@@ -823,6 +826,50 @@ START_TEST(engine_allocation_failures)
 }
 END_TEST
 
+/* The small-Gram kernel against double loops, for every mode, with a row length that is not
+ * a multiple of the chunk or of the vector width. */
+START_TEST(layer_dots_modes)
+{
+    const size_t T = 3, n = 1037, lda = 1040, ldb = 1051;
+    float *a = malloc(T * lda * sizeof(float)), *b = malloc(T * ldb * sizeof(float));
+    mtli_rng r;
+    mtli_rng_seed(&r, 4);
+    for (size_t i = 0; i < T * lda; i++)
+        a[i] = mtli_rng_uniform(&r) - 0.5f;
+    for (size_t i = 0; i < T * ldb; i++)
+        b[i] = mtli_rng_uniform(&r) - 0.5f;
+    double ab[9], aa[9];
+    for (size_t s2 = 0; s2 < T; s2++)
+        for (size_t t = 0; t < T; t++) {
+            ab[s2 * T + t] = aa[s2 * T + t] = 0.0;
+            for (size_t j = 0; j < n; j++) {
+                ab[s2 * T + t] += (double)a[s2 * lda + j] * b[t * ldb + j];
+                aa[s2 * T + t] += (double)a[s2 * lda + j] * a[t * lda + j];
+            }
+        }
+    for (int mode = 0; mode < 3; mode++) {
+        double G[9];
+        for (int i = 0; i < 9; i++)
+            G[i] = 1.0; /* accumulated into */
+        const float *bb = mode == MTLI_DOTS_SYMMETRIC ? a : b;
+        size_t ld = mode == MTLI_DOTS_SYMMETRIC ? lda : ldb;
+        mtli_layer_dots(T, n, a, lda, bb, ld, (mtli_dots_mode)mode, G);
+        for (size_t s2 = 0; s2 < T; s2++)
+            for (size_t t = 0; t < T; t++) {
+                double want = mode == MTLI_DOTS_PLAIN       ? ab[s2 * T + t]
+                              : mode == MTLI_DOTS_SYMMETRIC ? aa[s2 * T + t]
+                                                            : ab[s2 * T + t] + ab[t * T + s2];
+                want += 1.0;
+                ck_assert_msg(fabs(G[s2 * T + t] - want) <= 1e-5,
+                              "mode %d G[%zu][%zu] = %.9g, want %.9g", mode, s2, t,
+                              G[s2 * T + t], want);
+            }
+    }
+    free(a);
+    free(b);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("train_step");
@@ -835,6 +882,7 @@ static Suite *suite(void)
     tcase_add_test(te, engine_per_task_gradients_and_gram);
     tcase_add_test(te, engine_representation_mode_gram);
     tcase_add_test(te, every_method_trains_through_the_step);
+    tcase_add_test(te, layer_dots_modes);
     tcase_add_test(te, stacked_backward_equals_per_task_passes);
     tcase_add_test(te, autogram_gram_equals_J_Jt);
     tcase_add_test(te, engine_picks_the_cheaper_route);

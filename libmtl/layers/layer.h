@@ -239,6 +239,34 @@ mtl_status mtli_layer_add_param(mtli_layer *l, const char *name, int ndim,
  * gradients). */
 void mtli_layer_colsum_acc(const float *a, size_t rows, size_t cols, float *out);
 
+/* Small T x T Gram matrices of T long rows a_s = a + s*lda, b_t = b + t*ldb (n floats each)
+ * (linear.c), which a GEMM library runs far below its speed (m = n = T): chunks of the rows
+ * stay in L1, each chunk's dot products are summed in float and added in double.
+ *   MTLI_DOTS_PLAIN            G[s*T + t] += <a_s, b_t>
+ *   MTLI_DOTS_SYMMETRIC        the same when the result is symmetric (b == a): only s <= t
+ *                              is computed, then mirrored
+ *   MTLI_DOTS_PLUS_TRANSPOSE   G[s*T + t] += <a_s, b_t> + <a_t, b_s> */
+typedef enum {
+    MTLI_DOTS_PLAIN,
+    MTLI_DOTS_SYMMETRIC,
+    MTLI_DOTS_PLUS_TRANSPOSE
+} mtli_dots_mode;
+void mtli_layer_dots(size_t T, size_t n, const float *a, size_t lda, const float *b,
+                     size_t ldb, mtli_dots_mode mode, double *G);
+
+/* The library is compiled for the baseline of its architecture (x86-64: SSE2), so a long
+ * elementwise or reduction loop runs at a quarter of what AVX-512 gives. Kernels where that
+ * matters are compiled in several versions, the best one chosen when the library loads
+ * (GCC's target_clones, an ifunc: x86-64 Linux with glibc). The result of a run is the same
+ * on the same machine. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    defined(__GLIBC__)
+#define MTLI_VECTOR_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MTLI_VECTOR_CLONES
+#endif
+
 /* 2-d window layers (conv.c): validate l's window options against its [C, H, W] input and
  * fill g (out_channels 0: the pools, which keep C channels and need no dilation). Errors name
  * l->ops->kind and the sizes: MTL_ERR_SHAPE for an input that is not [C, H, W] or smaller than

@@ -73,6 +73,40 @@ static void linear_backward(const mtli_layer *l, const mtli_bwd *b)
         mtli_gemm(false, false, B, in, out, 1.0f, b->dy, out, l->params, in, 0.0f, b->dx, in);
 }
 
+/* Dot product of n floats in 16 float lanes (vectorised), added in double. */
+static inline double dot16(const float *a, const float *b, size_t n)
+{
+    float acc[16] = {0.0f};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++)
+            acc[l] += a[i + l] * b[i + l];
+    double s = 0.0;
+    for (; i < n; i++)
+        s += (double)a[i] * b[i];
+    for (int l = 0; l < 16; l++)
+        s += (double)acc[l];
+    return s;
+}
+
+#define DOTS_CHUNK 512
+
+MTLI_VECTOR_CLONES
+void mtli_layer_dots(size_t T, size_t n, const float *a, size_t lda, const float *b,
+                     size_t ldb, mtli_dots_mode mode, double *G)
+{
+    for (size_t j0 = 0; j0 < n; j0 += DOTS_CHUNK) {
+        size_t len = n - j0 < DOTS_CHUNK ? n - j0 : DOTS_CHUNK;
+        for (size_t s = 0; s < T; s++)
+            for (size_t t = mode == MTLI_DOTS_SYMMETRIC ? s : 0; t < T; t++) {
+                double d = dot16(a + s * lda + j0, b + t * ldb + j0, len);
+                G[s * T + t] += d;
+                if (mode == MTLI_DOTS_PLUS_TRANSPOSE || (mode == MTLI_DOTS_SYMMETRIC && t != s))
+                    G[t * T + s] += d;
+            }
+    }
+}
+
 /* T streams stacked along the batch: dW_t = dY_t^T X (one GEMM per stream, into its own
  * row), db_t = colsum(dY_t), and the input gradient of all streams as ONE GEMM
  * dX[T*B, in] = dY[T*B, out] W. */
@@ -103,37 +137,64 @@ static void linear_backward_stacked(const mtli_layer *l, const mtli_bwd *b, int 
  * ones column only with a bias) and K = X~ X~^T (B x B), the gradients are
  * [dW_t, db_t] = dY_t^T X~, so
  *   <grad_s, grad_t> = trace(X~^T dY_s dY_t^T X~) = <dY_s, K dY_t>   (Frobenius).
- * Cost: K (B*B*in) + K dY_t for every stream (T*B*B*out) + the T x T inner products
- * (T*T*B*out), against T*B*in*out + T*T*in*out for forming the gradients and their Gram:
- * cheaper when the batch is small next to the layer's width. Workspace: K, K dY (T*B*out)
- * and the T x T float result. */
+ * K is symmetric: K = U + U^T with U its upper triangle and half its diagonal, so
+ *   <dY_s, K dY_t> = <dY_s, U dY_t> + <U dY_s, dY_t>,
+ * and U dY_t costs about half of K dY_t. With the rows cut into nb blocks of GRAM_BLOCK,
+ * block row i of U dY_t is one GEMM over the columns from block i on (U's diagonal block
+ * has its lower part zeroed), and only K's upper block rows are formed: both cost the
+ * fraction (nb + 1) / (2 nb) of the full products.
+ * Cost: f (B*B*in + T*B*B*out) + T*T*B*out (the inner products), against T*B*in*out +
+ * T*T*in*out for forming the gradients and their Gram: cheaper when the batch is small
+ * next to the layer's width. Workspace: K and U dY (T*B*out). */
+#define GRAM_BLOCK 64
+
+static size_t gram_blocks(size_t B)
+{
+    return B > GRAM_BLOCK ? (B + GRAM_BLOCK - 1) / GRAM_BLOCK : 1;
+}
+
 static double linear_gram_stacked(const mtli_layer *l, const mtli_bwd *b, int T, double *G,
                                   float *work, double *jac_macs, size_t *work_floats)
 {
     const size_t in = l->in_features, out = l->out_features, B = b->B, Tz = (size_t)T;
+    const size_t nb = gram_blocks(B), bs = (B + nb - 1) / nb;
     if (!G) {
         double Bd = (double)B, Td = (double)T, ind = (double)in, outd = (double)out;
-        double np = (double)l->nparams;
+        double np = (double)l->nparams, f = (double)(nb + 1) / (double)(2 * nb);
         if (jac_macs)
             *jac_macs = Td * Bd * np + Td * Td * np;
         if (work_floats)
-            *work_floats = B * B + Tz * B * out + Tz * Tz;
-        return Bd * Bd * ind + Td * Bd * Bd * outd + Td * Td * Bd * outd;
+            *work_floats = B * B + Tz * B * out;
+        return f * (Bd * Bd * ind + Td * Bd * Bd * outd) + Td * Td * Bd * outd;
     }
     if (B == 0)
         return 0.0;
-    float *K = work, *KdY = work + B * B, *Gf = KdY + Tz * B * out;
-    mtli_gemm(false, true, B, B, in, 1.0f, b->x, in, b->x, in, 0.0f, K, B);
-    if (l->opts.bias)
-        for (size_t i = 0; i < B * B; i++)
-            K[i] += 1.0f;
-    for (size_t t = 0; t < Tz; t++)
-        mtli_gemm(false, false, B, out, B, 1.0f, K, B, b->dy + t * B * out, out, 0.0f,
-                  KdY + t * B * out, out);
-    mtli_gemm(false, true, Tz, Tz, B * out, 1.0f, b->dy, B * out, KdY, B * out, 0.0f, Gf, Tz);
-    for (size_t s = 0; s < Tz; s++)
-        for (size_t t = 0; t < Tz; t++)
-            G[s * Tz + t] += 0.5 * ((double)Gf[s * Tz + t] + (double)Gf[t * Tz + s]);
+    float *K = work, *V = work + B * B;
+    /* upper block rows of K: rows r0.., columns r0.. */
+    for (size_t r0 = 0; r0 < B; r0 += bs) {
+        size_t m = B - r0 < bs ? B - r0 : bs;
+        mtli_gemm(false, true, m, B - r0, in, 1.0f, b->x + r0 * in, in, b->x + r0 * in, in,
+                  0.0f, K + r0 * B + r0, B);
+        for (size_t i = r0; i < r0 + m; i++) {
+            float *row = K + i * B;
+            if (l->opts.bias)
+                for (size_t j = i; j < B; j++)
+                    row[j] += 1.0f;
+            for (size_t j = r0; j < i; j++)
+                row[j] = 0.0f;
+            row[i] *= 0.5f;
+        }
+    }
+    /* V_t = U dY_t */
+    for (size_t t = 0; t < Tz; t++) {
+        const float *dy = b->dy + t * B * out;
+        for (size_t r0 = 0; r0 < B; r0 += bs) {
+            size_t m = B - r0 < bs ? B - r0 : bs;
+            mtli_gemm(false, false, m, out, B - r0, 1.0f, K + r0 * B + r0, B, dy + r0 * out,
+                      out, 0.0f, V + t * B * out + r0 * out, out);
+        }
+    }
+    mtli_layer_dots(Tz, B * out, b->dy, B * out, V, B * out, MTLI_DOTS_PLUS_TRANSPOSE, G);
     return 0.0;
 }
 

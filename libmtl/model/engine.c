@@ -3,14 +3,14 @@
  * After the heads' forward and losses, each active head is backpropagated with its own,
  * unweighted loss gradient; this yields the head's parameter gradient and dZ_t, the task's
  * gradient with respect to the shared representation Z. Then, depending on the method:
- *  - representation mode (R): G_st = <dZ_s, dZ_t> over the batch, one GEMM on the stacked
- *    T x (B*D) matrix; after the weights are known, the trunk runs ONE backward of
- *    sum_t w_t dZ_t.
+ *  - representation mode (R): G_st = <dZ_s, dZ_t> over the batch (mtli_layer_dots: T x T
+ *    dot products of long rows, which a GEMM runs at a fraction of its speed); after the
+ *    weights are known, the trunk runs ONE backward of sum_t w_t dZ_t.
  *  - parameter mode, per-task gradients (J; G methods when it is the cheaper way): the T
  *    streams dZ_t are stacked along the batch ([T*B, D]) and the trunk runs ONE stacked
  *    backward (mtli_stack_backward_stacked): every layer's input gradient is one call over
  *    T*B rows (one GEMM for a linear layer), and its per-task parameter gradients go to row
- *    t of J (T x P_shared, contiguous); G = J J^T is one GEMM; the shared gradient is
+ *    t of J (T x P_shared, contiguous); G = J J^T (mtli_layer_dots); the shared gradient is
  *    sum_t w_t J_t (one GEMM) or the method's own combination.
  *  - parameter mode without J ("autogram", G methods): the same stacked backward, but a
  *    layer that can (linear) adds its contribution to G straight from its B x B input Gram,
@@ -46,7 +46,6 @@ void mtli_engine_free(mtl_model *m)
 {
     mtli_free(m->eng_dz);
     mtli_free(m->eng_J);
-    mtli_free(m->eng_Gf);
     mtli_free(m->eng_G);
     mtli_free(m->eng_shared);
     mtli_free(m->eng_scratch);
@@ -55,7 +54,7 @@ void mtli_engine_free(mtl_model *m)
     mtli_free(m->eng_work);
     mtli_free(m->eng_jl);
     mtli_free(m->eng_route);
-    m->eng_dz = m->eng_J = m->eng_Gf = m->eng_shared = NULL;
+    m->eng_dz = m->eng_J = m->eng_shared = NULL;
     m->eng_G = m->eng_scratch = NULL;
     m->eng_stk[0] = m->eng_stk[1] = m->eng_work = m->eng_jl = NULL;
     m->eng_route = NULL;
@@ -195,11 +194,10 @@ static mtl_status prepare_base(mtl_model *m, mtl_weighting *w)
     size_t dzn = m->max_batch * m->trunk.s.out_features;
     if (!m->eng_dz) {
         m->eng_dz = mtli_aligned_calloc(T * dzn > 0 ? T * dzn : 1, sizeof(float));
-        m->eng_Gf = mtli_aligned_calloc(T * T, sizeof(float));
         m->eng_G = mtli_calloc(2 * T * T, sizeof(double)); /* T x T, then the compact one */
         m->eng_shared = mtli_aligned_calloc(P, sizeof(float));
         m->eng_route = mtli_calloc(m->trunk.s.nlayers ? (size_t)m->trunk.s.nlayers : 1, 1);
-        if (!m->eng_dz || !m->eng_Gf || !m->eng_G || !m->eng_shared || !m->eng_route) {
+        if (!m->eng_dz || !m->eng_G || !m->eng_shared || !m->eng_route) {
             mtli_engine_free(m);
             return mtli_oom("per-task gradient workspace", T * dzn * sizeof(float));
         }
@@ -339,9 +337,8 @@ static void combine_rows(mtl_model *m, const bool *act, size_t P0, size_t Pg)
 static void gram_from_J(mtl_model *m, size_t Pg)
 {
     const size_t T = (size_t)m->nheads;
-    mtli_syrk_full(T, Pg, 1.0f, m->eng_J, Pg, 0.0f, m->eng_Gf, T);
-    for (size_t i = 0; i < T * T; i++)
-        m->eng_G[i] = m->eng_Gf[i];
+    memset(m->eng_G, 0, T * T * sizeof(double));
+    mtli_layer_dots(T, Pg, m->eng_J, Pg, m->eng_J, Pg, MTLI_DOTS_SYMMETRIC, m->eng_G);
 }
 
 /* Representation mode: G of the dZ_t, one backward of sum_t w_t dZ_t. */
@@ -358,9 +355,9 @@ static mtl_status backward_rep(mtl_model *m, mtl_weighting *w, unsigned needs, c
         }
         mtli_stack_backward(&m->heads[t]->s, Z, m->heads[t]->dlogits, dz, m->grads, B);
     }
-    mtli_syrk_full((size_t)T, BD, 1.0f, m->eng_dz, dzstride, 0.0f, m->eng_Gf, (size_t)T);
-    for (int i = 0; i < T * T; i++)
-        m->eng_G[i] = m->eng_Gf[i];
+    memset(m->eng_G, 0, (size_t)T * T * sizeof(double));
+    mtli_layer_dots((size_t)T, BD, m->eng_dz, dzstride, m->eng_dz, dzstride,
+                    MTLI_DOTS_SYMMETRIC, m->eng_G);
     bool wrote;
     MTLI_TRY(apply(m, w, needs, m->eng_G, NULL, m->trunk.s.nparams, act, &wrote));
     scale_heads(m, act);
@@ -441,8 +438,7 @@ mtl_status mtli_engine_backward(mtl_model *m, mtl_weighting *w, unsigned needs, 
                            .G = Gc,
                            .work = m->eng_work,
                            .jl = m->eng_jl,
-                           .ldjl = 0,
-                           .Gf = m->eng_Gf};
+                           .ldjl = 0};
         /* jl rows: as long as the widest layer that forms its rows */
         for (int i = lo; i < s->nlayers; i++)
             if (route[i] == MTLI_ROUTE_ROWS_GRAM && s->layers[i].nparams > st.ldjl)

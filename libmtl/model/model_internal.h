@@ -81,7 +81,6 @@ struct mtl_model {
     /* per-task-gradient engine (engine.c), sized on first use */
     float *eng_dz;              /* [T, max_batch * D] per-task gradients w.r.t. Z */
     float *eng_J;               /* [T, P_shared] per-task shared-parameter gradients */
-    float *eng_Gf;              /* [T, T] */
     double *eng_G;              /* [T, T] */
     float *eng_shared;          /* [P_shared] a method's combined shared gradient */
     double *eng_scratch;        /* the method's workspace */
@@ -149,7 +148,6 @@ typedef struct mtli_stacked {
     float *work;                /* gram_stacked workspace */
     float *jl;                  /* ROUTE_ROWS_GRAM: T rows of ldjl floats */
     size_t ldjl;
-    float *Gf;                  /* [T*T] float scratch */
 } mtli_stacked;
 /* Backward of the T streams dy ([T*B, out] of the top layer) through layers lo..top.
  * Returns the gradient with respect to layer lo's input ([T*B, in(lo)], in one of st->buf)

@@ -3,7 +3,6 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
-#include "kernels/gemm.h"
 #include "model/model_internal.h"
 
 void mtli_stack_init(mtli_stack *s, mtl_model *m)
@@ -183,10 +182,8 @@ static void stacked_layer(mtli_stack *s, const mtli_layer *l, const mtli_bwd *b,
         for (int t = 0; t < T; t++)
             ptrs[t] = st->jl + (size_t)t * st->ldjl;
         mtli_layer_backward_stacked(l, b, T, ptrs);
-        size_t Tz = (size_t)T;
-        mtli_syrk_full(Tz, l->nparams, 1.0f, st->jl, st->ldjl, 0.0f, st->Gf, Tz);
-        for (size_t i = 0; i < Tz * Tz; i++)
-            st->G[i] += (double)st->Gf[i];
+        mtli_layer_dots((size_t)T, l->nparams, st->jl, st->ldjl, st->jl, st->ldjl,
+                        MTLI_DOTS_SYMMETRIC, st->G);
         return;
     }
     case MTLI_ROUTE_GRAM:
