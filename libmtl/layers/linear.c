@@ -73,20 +73,33 @@ static void linear_backward(const mtli_layer *l, const mtli_bwd *b)
         mtli_gemm(false, false, B, in, out, 1.0f, b->dy, out, l->params, in, 0.0f, b->dx, in);
 }
 
-/* Dot product of n floats in 16 float lanes (vectorised), added in double. */
-static inline double dot16(const float *a, const float *b, size_t n)
+/* Dot products of one row a with the rows b[0..nb) (nb <= 4; b has 4 valid pointers) over n
+ * floats, in 16 float lanes each (vectorised; a is loaded once for the four products),
+ * returned in double. */
+#if defined(__GNUC__)
+__attribute__((always_inline)) /* into each clone of mtli_layer_dots, with its instructions */
+#endif
+static inline void dots4(const float *a, const float *const *b, int nb, size_t n, double *out)
 {
-    float acc[16] = {0.0f};
+    float acc[4][16] = {{0.0f}};
+    const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
     size_t i = 0;
     for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) {
+            float x = a[i + l];
+            acc[0][l] += x * b0[i + l];
+            acc[1][l] += x * b1[i + l];
+            acc[2][l] += x * b2[i + l];
+            acc[3][l] += x * b3[i + l];
+        }
+    for (int k = 0; k < nb; k++) {
+        double s = 0.0;
+        for (size_t j = i; j < n; j++)
+            s += (double)a[j] * b[k][j];
         for (int l = 0; l < 16; l++)
-            acc[l] += a[i + l] * b[i + l];
-    double s = 0.0;
-    for (; i < n; i++)
-        s += (double)a[i] * b[i];
-    for (int l = 0; l < 16; l++)
-        s += (double)acc[l];
-    return s;
+            s += (double)acc[k][l];
+        out[k] = s;
+    }
 }
 
 #define DOTS_CHUNK 512
@@ -98,11 +111,20 @@ void mtli_layer_dots(size_t T, size_t n, const float *a, size_t lda, const float
     for (size_t j0 = 0; j0 < n; j0 += DOTS_CHUNK) {
         size_t len = n - j0 < DOTS_CHUNK ? n - j0 : DOTS_CHUNK;
         for (size_t s = 0; s < T; s++)
-            for (size_t t = mode == MTLI_DOTS_SYMMETRIC ? s : 0; t < T; t++) {
-                double d = dot16(a + s * lda + j0, b + t * ldb + j0, len);
-                G[s * T + t] += d;
-                if (mode == MTLI_DOTS_PLUS_TRANSPOSE || (mode == MTLI_DOTS_SYMMETRIC && t != s))
-                    G[t * T + s] += d;
+            for (size_t t0 = mode == MTLI_DOTS_SYMMETRIC ? s : 0; t0 < T; t0 += 4) {
+                int nb = T - t0 < 4 ? (int)(T - t0) : 4;
+                const float *rows[4];
+                double d[4];
+                for (int k = 0; k < 4; k++) /* unused slots repeat the first row */
+                    rows[k] = b + (t0 + (size_t)(k < nb ? k : 0)) * ldb + j0;
+                dots4(a + s * lda + j0, rows, nb, len, d);
+                for (int k = 0; k < nb; k++) {
+                    size_t t = t0 + (size_t)k;
+                    G[s * T + t] += d[k];
+                    if (mode == MTLI_DOTS_PLUS_TRANSPOSE ||
+                        (mode == MTLI_DOTS_SYMMETRIC && t != s))
+                        G[t * T + s] += d[k];
+                }
             }
     }
 }
