@@ -310,14 +310,16 @@ static void scale_heads(mtl_model *m, const bool *act)
     }
 }
 
-/* out[0:n] = sum_a w[idx[a]] * src[a*stride : a*stride + n] */
+/* out[0:n] = sum_a w[idx[a]] * src[slot_a * stride : slot_a * stride + n], where slot_a is a
+ * (compact slots) or idx[a] (slots by task) */
+MTLI_VECTOR_CLONES
 static void combine_streams(const mtl_model *m, const float *src, size_t stride, size_t n,
-                            const int *idx, int k, float *out)
+                            const int *idx, int k, bool by_task, float *out)
 {
     memset(out, 0, n * sizeof(float));
     for (int a = 0; a < k; a++) {
         float wt = (float)m->task_weights[idx[a]];
-        const float *s = src + (size_t)a * stride;
+        const float *s = src + (size_t)(by_task ? idx[a] : a) * stride;
         for (size_t i = 0; i < n; i++)
             out[i] += wt * s[i];
     }
@@ -365,14 +367,7 @@ static mtl_status backward_rep(mtl_model *m, mtl_weighting *w, unsigned needs, c
     for (int t = 0; t < T; t++)
         if (act[t])
             idx[k++] = t;
-    /* combine_streams reads slot a at a*stride: pass the full-stride layout by task */
-    memset(m->dz, 0, BD * sizeof(float));
-    for (int a = 0; a < k; a++) {
-        float wt = (float)m->task_weights[idx[a]];
-        const float *dz = m->eng_dz + (size_t)idx[a] * dzstride;
-        for (size_t i = 0; i < BD; i++)
-            m->dz[i] += wt * dz[i];
-    }
+    combine_streams(m, m->eng_dz, dzstride, BD, idx, k, true, m->dz);
     mtli_stack_backward(&m->trunk.s, x, m->dz, NULL, m->grads, B);
     return MTL_OK;
 }
@@ -476,7 +471,7 @@ mtl_status mtli_engine_backward(mtl_model *m, mtl_weighting *w, unsigned needs, 
     scale_heads(m, act);
     /* trunk */
     if (autogram) {
-        combine_streams(m, m->eng_dz, BD, BD, idx, k, m->dz);
+        combine_streams(m, m->eng_dz, BD, BD, idx, k, false, m->dz);
         mtli_stack_backward(s, x, m->dz, NULL, m->grads, B);
         return MTL_OK;
     }
@@ -484,10 +479,10 @@ mtl_status mtli_engine_backward(mtl_model *m, mtl_weighting *w, unsigned needs, 
         if (bnd) {
             size_t n = B * s->layers[lo].in_features;
             float *comb = bnd == m->eng_stk[0] ? m->eng_stk[1] : m->eng_stk[0];
-            combine_streams(m, bnd, n, n, idx, k, comb);
+            combine_streams(m, bnd, n, n, idx, k, false, comb);
             mtli_stack_backward_range(s, x, 0, lo - 1, comb, NULL, m->grads, B);
         } else { /* stacked in groups: one ordinary backward, its top part replaced below */
-            combine_streams(m, m->eng_dz, BD, BD, idx, k, m->dz);
+            combine_streams(m, m->eng_dz, BD, BD, idx, k, false, m->dz);
             mtli_stack_backward(s, x, m->dz, NULL, m->grads, B);
         }
     }
