@@ -1,5 +1,6 @@
 /* Multi-input training steps and the per-task-gradient engine. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 #include "core/rng.h"
 #include "model/model_internal.h"
 #include "test_main.h"
+#include "test_oom.h"
 
 #define IN 6
 
@@ -284,6 +286,590 @@ START_TEST(every_method_trains_through_the_step)
 }
 END_TEST
 
+/* ---- the stacked per-task backward and the autogram ---------------------------------------- */
+
+/* A trunk layer: kind and up to three integer options (NULL key: unused). */
+typedef struct {
+    const char *kind;
+    const char *k[3];
+    int64_t v[3];
+} lspec;
+
+#define NSPEC(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* Trunks covering the layer kinds the engine meets: linear with and without bias, the
+ * activations, layer_norm, batch_norm, conv2d (both chunking paths), batch_norm2d, pools,
+ * flatten. */
+static const int64_t MLP_IN[1] = {12};
+static const lspec MLP[] = {{"linear", {"out"}, {16}},
+                            {"relu", {NULL}, {0}},
+                            {"linear", {"out", "bias"}, {10, 0}},
+                            {"tanh", {NULL}, {0}},
+                            {"linear", {"out"}, {8}},
+                            {"gelu", {NULL}, {0}}};
+static const int64_t NORM_IN[1] = {10};
+static const lspec NORM[] = {{"linear", {"out"}, {12}},
+                             {"layer_norm", {NULL}, {0}},
+                             {"tanh", {NULL}, {0}},
+                             {"linear", {"out"}, {9}},
+                             {"batch_norm", {NULL}, {0}},
+                             {"leaky_relu", {NULL}, {0}},
+                             {"linear", {"out"}, {7}},
+                             {"sigmoid", {NULL}, {0}}};
+static const int64_t CONV_IN[3] = {2, 6, 6};
+static const lspec CONV[] = {{"conv2d", {"out", "kernel", "padding"}, {3, 3, 1}},
+                             {"batch_norm2d", {NULL}, {0}},
+                             {"relu", {NULL}, {0}},
+                             {"max_pool2d", {"kernel"}, {2}},
+                             {"conv2d", {"out", "kernel", "bias"}, {4, 2, 0}},
+                             {"flatten", {NULL}, {0}},
+                             {"linear", {"out"}, {8}},
+                             {"tanh", {NULL}, {0}}};
+/* a feature map of 4096 outputs: conv2d's one-sample-per-GEMM path */
+static const int64_t BIGCONV_IN[3] = {1, 66, 66};
+static const lspec BIGCONV[] = {{"conv2d", {"out", "kernel"}, {2, 3}},
+                                {"avg_pool2d", {"kernel"}, {8}},
+                                {"flatten", {NULL}, {0}},
+                                {"linear", {"out"}, {6}}};
+/* with dropout (only where one forward serves both sides of a comparison) */
+static const lspec DROP[] = {{"linear", {"out"}, {16}},
+                             {"dropout", {NULL}, {0}},
+                             {"relu", {NULL}, {0}},
+                             {"linear", {"out"}, {8}}};
+
+/* Heads alternate: 3-class cross-entropy, 2-output MSE. */
+static mtl_model *build_spec(int ndim, const int64_t *shape, const lspec *L, int nl, int T,
+                             int64_t max_batch)
+{
+    mtl_model *m = NULL;
+    ck_assert_ok(mtl_model_create(&m, MTL_FLOAT32, ndim, shape));
+    mtl_trunk *tr = mtl_model_trunk(m);
+    for (int i = 0; i < nl; i++) {
+        ck_assert_ok(mtl_trunk_add_layer(tr, L[i].kind, NULL));
+        for (int k = 0; k < 3 && L[i].k[k]; k++)
+            ck_assert_ok(mtl_trunk_set_int(tr, -1, L[i].k[k], L[i].v[k]));
+    }
+    for (int t = 0; t < T; t++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%d", t);
+        mtl_head *h;
+        ck_assert_ok(mtl_model_add_head(m, &h, name));
+        ck_assert_ok(mtl_head_add_linear(h, t % 2 ? 2 : 3));
+        ck_assert_ok(mtl_head_set_loss(h, t % 2 ? "mse" : "cross_entropy"));
+    }
+    ck_assert_ok(mtl_model_build(m, max_batch, 7));
+    return m;
+}
+
+static mtl_tensor *rand_input(int ndim, const int64_t *shape, int64_t B, uint64_t seed)
+{
+    int64_t s[4] = {B, 0, 0, 0};
+    for (int d = 0; d < ndim; d++)
+        s[d + 1] = shape[d];
+    mtl_tensor *t = NULL;
+    ck_assert_ok(mtl_tensor_create(&t, MTL_FLOAT32, ndim + 1, s));
+    mtli_rng r;
+    mtli_rng_seed(&r, seed);
+    float *d = mtl_tensor_data(t);
+    for (int64_t i = 0; i < mtl_tensor_numel(t); i++)
+        d[i] = mtli_rng_uniform(&r) * 2.0f - 1.0f;
+    return t;
+}
+
+/* targets for build_spec's heads */
+static void make_targets(int T, int64_t B, uint64_t seed, mtl_tensor **tg)
+{
+    for (int t = 0; t < T; t++)
+        tg[t] = t % 2 ? rand2(B, 2, seed + (uint64_t)t) : labels(B, 3, seed + (uint64_t)t);
+}
+
+static void free_all(mtl_tensor **ts, int n)
+{
+    for (int i = 0; i < n; i++)
+        mtl_tensor_free(ts[i]);
+}
+
+static int close_to(float a, float b, float tol) { return fabsf(a - b) <= tol * (1.0f + fabsf(b)); }
+
+/* The stacked backward of T streams gives, for every layer kind, the parameter gradients
+ * and input gradients of T separate single-stream backward passes (from the same forward),
+ * through the whole trunk and from a middle layer down. */
+static void check_stacked(int ndim, const int64_t *shape, const lspec *L, int nl, int lo)
+{
+    const int T = 3;
+    const size_t B = 5;
+    mtl_model *m = build_spec(ndim, shape, L, nl, 1, 8);
+    mtli_stack *s = &m->trunk.s;
+    mtl_tensor *x = rand_input(ndim, shape, (int64_t)B, 3);
+    mtli_stack_forward(s, mtl_tensor_data(x), B, true, &m->rng);
+    size_t D = s->out_features, P = s->nparams, W = s->max_features;
+    size_t in_lo = s->layers[lo].in_features;
+    float *dy = malloc(T * B * D * sizeof(float));
+    mtli_rng r;
+    mtli_rng_seed(&r, 9);
+    for (size_t i = 0; i < T * B * D; i++)
+        dy[i] = mtli_rng_uniform(&r) - 0.5f;
+    float *J = malloc(T * P * sizeof(float)), *Jref = calloc(T * P, sizeof(float));
+    for (size_t i = 0; i < T * P; i++)
+        J[i] = NAN; /* rows are overwritten, not accumulated */
+    float *buf0 = malloc(T * B * W * sizeof(float)), *buf1 = malloc(T * B * W * sizeof(float));
+    float *rows[3] = {J, J + P, J + 2 * P};
+    size_t P0 = 0;
+    for (int i = 0; i < lo; i++)
+        P0 += s->layers[i].nparams;
+    mtli_stacked st = {.T = T, .B = B, .buf = {buf0, buf1}, .rows = rows, .P0 = P0};
+    const float *dx = mtli_stack_backward_stacked(s, mtl_tensor_data(x), lo, dy, true, &st);
+    ck_assert_ptr_nonnull(dx);
+    float *dxref = malloc(B * in_lo * sizeof(float));
+    for (int t = 0; t < T; t++) {
+        /* per-task: the layers lo..top into a full-layout buffer, then compare the range */
+        float *full = calloc(m->nparams, sizeof(float));
+        mtli_stack_backward_range(s, mtl_tensor_data(x), lo, s->nlayers - 1, dy + t * B * D,
+                                  dxref, full, B);
+        memcpy(Jref + t * P, full + P0, (P - P0) * sizeof(float));
+        free(full);
+        for (size_t i = 0; i < P - P0; i++)
+            ck_assert_msg(close_to(J[t * P + i], Jref[t * P + i], 1e-6f),
+                          "%s: stream %d param %zu: %.9g stacked, %.9g alone", L[0].kind, t, i,
+                          (double)J[t * P + i], (double)Jref[t * P + i]);
+        for (size_t i = 0; i < B * in_lo; i++)
+            ck_assert_msg(close_to(dx[t * B * in_lo + i], dxref[i], 1e-6f),
+                          "%s: stream %d input gradient %zu: %.9g stacked, %.9g alone",
+                          L[0].kind, t, i, (double)dx[t * B * in_lo + i], (double)dxref[i]);
+    }
+    free(dy);
+    free(J);
+    free(Jref);
+    free(buf0);
+    free(buf1);
+    free(dxref);
+    mtl_tensor_free(x);
+    mtl_model_free(m);
+}
+
+START_TEST(stacked_backward_equals_per_task_passes)
+{
+    check_stacked(1, MLP_IN, MLP, NSPEC(MLP), 0);
+    check_stacked(1, MLP_IN, MLP, NSPEC(MLP), 2);
+    check_stacked(1, NORM_IN, NORM, NSPEC(NORM), 0);
+    check_stacked(1, NORM_IN, NORM, NSPEC(NORM), 3);
+    check_stacked(3, CONV_IN, CONV, NSPEC(CONV), 0);
+    check_stacked(3, CONV_IN, CONV, NSPEC(CONV), 4);
+    check_stacked(3, BIGCONV_IN, BIGCONV, NSPEC(BIGCONV), 0);
+    check_stacked(1, MLP_IN, DROP, NSPEC(DROP), 0);
+}
+END_TEST
+
+/* One forward_backward with mgda; copies of G (T x T), the task weights and the gradient. */
+typedef struct {
+    double G[16];
+    double w[4];
+    float *grads;
+    float *J;
+    size_t P;
+} eng_out;
+
+static void run_mgda(mtl_model *m, const char *method, const mtl_tensor *x,
+                     const mtl_tensor *const *tg, int T, eng_out *o)
+{
+    mtl_weighting *w = NULL;
+    ck_assert_ok(mtl_weighting_create(&w, method, T));
+    float L[8];
+    ck_assert_ok(mtl_model_forward_backward(m, w, x, tg, NULL, L));
+    memcpy(o->G, m->eng_G, (size_t)T * T * sizeof(double));
+    ck_assert_ok(mtl_weighting_get_weights(w, o->w, T));
+    o->grads = malloc(m->nparams * sizeof(float));
+    memcpy(o->grads, m->grads, m->nparams * sizeof(float));
+    o->J = NULL;
+    o->P = w->P;
+    if (!m->eng_autogram) {
+        o->J = malloc((size_t)T * o->P * sizeof(float));
+        memcpy(o->J, m->eng_J, (size_t)T * o->P * sizeof(float));
+    }
+    mtl_weighting_free(w);
+}
+
+static void free_out(eng_out *o)
+{
+    free(o->grads);
+    free(o->J);
+}
+
+/* |G - J J^T| within tol of the largest diagonal entry */
+static void check_gram(const double *G, const float *J, size_t P, int T, double tol,
+                       const char *what)
+{
+    double scale = 0.0;
+    for (int t = 0; t < T; t++)
+        scale = fmax(scale, fabs(G[t * T + t]));
+    for (int a = 0; a < T; a++)
+        for (int b = 0; b < T; b++) {
+            double dot = 0.0;
+            for (size_t i = 0; i < P; i++)
+                dot += (double)J[a * P + i] * J[b * P + i];
+            ck_assert_msg(fabs(dot - G[a * T + b]) <= tol * scale,
+                          "%s: G[%d][%d] = %.9g, J J^T gives %.9g (scale %g)", what, a, b,
+                          G[a * T + b], dot, scale);
+        }
+}
+
+static void check_grads_close(const float *a, const float *b, size_t n, double tol,
+                              const char *what)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(b[i]));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs((double)a[i] - b[i]) <= tol * scale, "%s: gradient %zu: %.9g vs %.9g",
+                      what, i, (double)a[i], (double)b[i]);
+}
+
+/* The autogram Gram (from each layer's input Gram, no J) equals J J^T on trunks with linear,
+ * conv2d, layer_norm, batch_norm and activations, and the update (one backward of
+ * sum_t w_t dZ_t) equals sum_t w_t J_t. */
+static void check_autogram(int ndim, const int64_t *shape, const lspec *L, int nl, int force,
+                           int64_t grad_layers, int64_t B)
+{
+    const int T = 3;
+    mtl_model *m = build_spec(ndim, shape, L, nl, T, B + 3);
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", (double)grad_layers));
+    mtl_tensor *x = rand_input(ndim, shape, B, 5), *tg[4];
+    make_targets(T, B, 40, tg);
+    eng_out a, j;
+    m->eng_force = force;
+    run_mgda(m, "mgda", x, (const mtl_tensor *const *)tg, T, &a);
+    ck_assert_msg(m->eng_autogram, "forced autogram not taken");
+    ck_assert_ptr_null(m->eng_J); /* no per-task gradient matrix at all */
+    m->eng_force = 1;
+    run_mgda(m, "mgda", x, (const mtl_tensor *const *)tg, T, &j);
+    ck_assert(!m->eng_autogram);
+    ck_assert_uint_eq(a.P, j.P);
+    check_gram(a.G, j.J, j.P, T, 2e-5, L[0].kind);
+    check_gram(j.G, j.J, j.P, T, 2e-5, L[0].kind);
+    for (int t = 0; t < T; t++)
+        ck_assert_msg(fabs(a.w[t] - j.w[t]) <= 1e-4, "weight %d: %g vs %g", t, a.w[t], j.w[t]);
+    /* the two routes' updates, each with its own weights: compare the autogram update with
+     * sum_t w_t J_t for the autogram's weights on the per-task range */
+    size_t P = m->trunk.s.nparams, P0 = P - j.P;
+    for (size_t i = 0; i < j.P; i++) {
+        double want = 0.0;
+        for (int t = 0; t < T; t++)
+            want += a.w[t] * j.J[(size_t)t * j.P + i];
+        ck_assert_msg(fabs(a.grads[P0 + i] - want) <= 1e-5 * (1.0 + fabs(want)),
+                      "%s: shared gradient %zu: %.9g, sum_t w_t J_t = %.9g", L[0].kind, i,
+                      (double)a.grads[P0 + i], want);
+    }
+    check_grads_close(a.grads, j.grads, m->nparams, 2e-4, L[0].kind);
+    free_out(&a);
+    free_out(&j);
+    free_all(tg, T);
+    mtl_tensor_free(x);
+    mtl_model_free(m);
+}
+
+START_TEST(autogram_gram_equals_J_Jt)
+{
+    for (int force = 2; force <= 3; force++) {
+        check_autogram(1, MLP_IN, MLP, NSPEC(MLP), force, 0, 9);
+        check_autogram(1, NORM_IN, NORM, NSPEC(NORM), force, 0, 9);
+        check_autogram(3, CONV_IN, CONV, NSPEC(CONV), force, 0, 9);
+    }
+    /* batches of more than one row block of the input Gram (64 rows): the triangular split,
+     * with a short last block */
+    check_autogram(1, MLP_IN, MLP, NSPEC(MLP), 3, 0, 130);
+    check_autogram(1, NORM_IN, NORM, NSPEC(NORM), 3, 0, 200);
+    /* with the per-task range restricted to the last layers */
+    check_autogram(1, NORM_IN, NORM, NSPEC(NORM), 3, 2, 9);
+    check_autogram(3, CONV_IN, CONV, NSPEC(CONV), 3, 1, 9);
+}
+END_TEST
+
+/* Left to itself, the engine takes the autogram where it costs fewer multiply-adds (wide
+ * layers, small batch) and J where it does not (the narrow model3 at batch 16). */
+START_TEST(engine_picks_the_cheaper_route)
+{
+    static const int64_t in[1] = {64};
+    static const lspec wide[] = {{"linear", {"out"}, {256}},
+                                 {"relu", {NULL}, {0}},
+                                 {"linear", {"out"}, {128}},
+                                 {"relu", {NULL}, {0}}};
+    const int T = 4;
+    mtl_model *m = build_spec(1, in, wide, NSPEC(wide), T, 8);
+    mtl_tensor *x = rand_input(1, in, 8, 2), *tg[4];
+    make_targets(T, 8, 60, tg);
+    eng_out a, j;
+    run_mgda(m, "mgda", x, (const mtl_tensor *const *)tg, T, &a);
+    ck_assert(m->eng_autogram);
+    ck_assert_ptr_null(m->eng_J);
+    m->eng_force = 1;
+    run_mgda(m, "mgda", x, (const mtl_tensor *const *)tg, T, &j);
+    check_gram(a.G, j.J, j.P, T, 2e-5, "wide");
+    check_grads_close(a.grads, j.grads, m->nparams, 2e-4, "wide");
+    free_out(&a);
+    free_out(&j);
+    free_all(tg, T);
+    mtl_tensor_free(x);
+    mtl_model_free(m);
+
+    m = model3();
+    mtl_tensor *x3 = rand2(16, IN, 1), *ya = labels(16, 3, 2), *yb = rand2(16, 2, 3),
+               *yc = labels(16, 4, 4);
+    const mtl_tensor *t3[3] = {ya, yb, yc};
+    mtl_weighting *w = NULL;
+    ck_assert_ok(mtl_weighting_create(&w, "mgda", 3));
+    float L[3];
+    ck_assert_ok(mtl_model_forward_backward(m, w, x3, t3, NULL, L));
+    ck_assert(!m->eng_autogram);
+    ck_assert_ptr_nonnull(m->eng_J);
+    /* J methods always form J */
+    mtl_weighting *wj = NULL;
+    ck_assert_ok(mtl_weighting_create(&wj, "graddrop", 3));
+    m->eng_force = 3;
+    ck_assert_ok(mtl_model_forward_backward(m, wj, x3, t3, NULL, L));
+    ck_assert(!m->eng_autogram);
+    mtl_weighting_free(w);
+    mtl_weighting_free(wj);
+    mtl_tensor_free(x3);
+    mtl_tensor_free(ya);
+    mtl_tensor_free(yb);
+    mtl_tensor_free(yc);
+    mtl_model_free(m);
+}
+END_TEST
+
+/* grad_layers = 1: J and G cover only the last trunk layer with parameters (its rows equal
+ * the single-task gradients of those parameters); the layers below get the gradient of
+ * sum_t w_t L_t, as a fixed weighting with the same weights gives it. */
+START_TEST(grad_layers_restricts_per_task_gradients)
+{
+    mtl_model *m = model3();
+    double v = -1.0;
+    ck_assert_ok(mtl_model_get_double(m, "grad_layers", &v));
+    ck_assert_double_eq(v, 0.0);
+    ck_assert_status(mtl_model_set_double(m, "grad_layers", -1.0), MTL_ERR_RANGE);
+    ck_assert_msg(strstr(mtl_last_error(), "grad_layers") != NULL, "%s", mtl_last_error());
+    ck_assert_status(mtl_model_set_double(m, "grad_layers", 1.5), MTL_ERR_RANGE);
+    ck_assert_msg(strstr(mtl_last_error(), "whole number") != NULL, "%s", mtl_last_error());
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 1.0));
+    ck_assert_ok(mtl_model_get_double(m, "grad_layers", &v));
+    ck_assert_double_eq(v, 1.0);
+    mtl_tensor *x = rand2(10, IN, 1), *ya = labels(10, 3, 2), *yb = rand2(10, 2, 3),
+               *yc = labels(10, 4, 4);
+    const mtl_tensor *targets[3] = {ya, yb, yc};
+    const size_t P = m->trunk.s.nparams, Pg = 8 * 8 + 8, P0 = P - Pg;
+    for (int route = 1; route <= 3; route += 2) {
+        m->eng_force = route;
+        eng_out o;
+        run_mgda(m, "mgda", x, targets, 3, &o);
+        ck_assert_uint_eq(o.P, Pg); /* the weighting is bound to the range */
+        if (route == 1) {
+            float L[3];
+            for (int t = 0; t < 3; t++) {
+                const mtl_tensor *one[3] = {NULL, NULL, NULL};
+                one[t] = targets[t];
+                ck_assert_ok(mtl_model_forward_backward(m, NULL, x, one, NULL, L));
+                for (size_t i = 0; i < Pg; i++)
+                    ck_assert_msg(close_to(o.J[t * Pg + i], m->grads[P0 + i], 1e-5f),
+                                  "task %d param %zu", t, i);
+            }
+            check_gram(o.G, o.J, Pg, 3, 1e-5, "grad_layers");
+        }
+        /* the whole update equals plain backward of sum_t w_t L_t (the per-task range of a
+         * J method's combination is sum_t w_t J_t, the same thing) */
+        mtl_weighting *f = NULL;
+        ck_assert_ok(mtl_weighting_create(&f, "fixed", 3));
+        ck_assert_ok(mtl_weighting_set_weights(f, o.w, 3));
+        float L[3];
+        ck_assert_ok(mtl_model_forward_backward(m, f, x, targets, NULL, L));
+        check_grads_close(o.grads, m->grads, m->nparams, 1e-5, "grad_layers update");
+        mtl_weighting_free(f);
+        free_out(&o);
+    }
+    /* the Gram differs from the full one: it sees only the last layer */
+    m->eng_force = 0;
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 0.0));
+    eng_out full;
+    run_mgda(m, "mgda", x, targets, 3, &full);
+    ck_assert_uint_eq(full.P, P);
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 1.0));
+    eng_out part;
+    run_mgda(m, "mgda", x, targets, 3, &part);
+    ck_assert(part.G[0] < full.G[0]);
+    /* more layers than the trunk has: all of them */
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 5.0));
+    eng_out all;
+    run_mgda(m, "mgda", x, targets, 3, &all);
+    ck_assert_uint_eq(all.P, P);
+    free_out(&full);
+    free_out(&part);
+    free_out(&all);
+    /* J methods train with it */
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 1.0));
+    const char *jm[] = {"graddrop", "gradvac", "moco", "db_mtl", "excessmtl"};
+    for (size_t k = 0; k < sizeof jm / sizeof jm[0]; k++) {
+        mtl_optimizer *o = NULL;
+        ck_assert_ok(mtl_optimizer_create(&o, m, "adam"));
+        ck_assert_ok(mtl_optimizer_set_double(o, "lr", 0.01));
+        mtl_weighting *w = NULL;
+        ck_assert_ok(mtl_weighting_create(&w, jm[k], 3));
+        float L0[3], L[3];
+        ck_assert_ok(mtl_model_compute_losses(m, x, targets, NULL, L0));
+        for (int s2 = 0; s2 < 40; s2++)
+            ck_assert_msg(mtl_model_train_step(m, o, w, x, targets, NULL, L) == MTL_OK, "%s: %s",
+                          jm[k], mtl_last_error());
+        ck_assert_uint_eq(w->P, Pg);
+        ck_assert_ok(mtl_model_compute_losses(m, x, targets, NULL, L));
+        ck_assert_msg(L[0] + L[1] + L[2] < L0[0] + L0[1] + L0[2], "%s", jm[k]);
+        mtl_weighting_free(w);
+        mtl_optimizer_free(o);
+    }
+    mtl_tensor_free(x);
+    mtl_tensor_free(ya);
+    mtl_tensor_free(yb);
+    mtl_tensor_free(yc);
+    mtl_model_free(m);
+}
+END_TEST
+
+/* When the stacked buffers would be too large, tasks are stacked in groups (J route, the
+ * autogram needs every stream at once): same results as one stack. An inactive task (no
+ * target) has a zero row. */
+START_TEST(stacked_groups_and_inactive_tasks)
+{
+    for (int64_t gl = 0; gl <= 1; gl++) {
+        const int T = 4;
+        mtl_model *m = build_spec(1, NORM_IN, NORM, NSPEC(NORM), T, 12);
+        ck_assert_ok(mtl_model_set_double(m, "grad_layers", (double)gl));
+        mtl_tensor *x = rand_input(1, NORM_IN, 9, 5), *tg[4];
+        make_targets(T, 9, 80, tg);
+        const mtl_tensor *act[4] = {tg[0], NULL, tg[2], tg[3]};
+        eng_out one, grouped;
+        m->eng_force = 1;
+        run_mgda(m, "mgda", x, act, T, &one);
+        m->eng_stack_cap = 2 * 12 * m->trunk.s.max_features; /* two tasks per stack */
+        m->eng_force = 3;                                    /* not possible: J route */
+        run_mgda(m, "mgda", x, act, T, &grouped);
+        ck_assert(!m->eng_autogram);
+        for (size_t i = 0; i < (size_t)T * one.P; i++)
+            ck_assert(close_to(grouped.J[i], one.J[i], 1e-6f));
+        for (size_t i = 0; i < one.P; i++)
+            ck_assert_float_eq(one.J[one.P + i], 0.0f);
+        check_gram(grouped.G, grouped.J, grouped.P, T, 1e-5, "groups");
+        check_grads_close(grouped.grads, one.grads, m->nparams, 1e-5, "groups");
+        ck_assert_double_eq(one.w[1], 0.0);
+        free_out(&one);
+        free_out(&grouped);
+        free_all(tg, T);
+        mtl_tensor_free(x);
+        mtl_model_free(m);
+    }
+}
+END_TEST
+
+/* Allocation failures anywhere in building, preparing and running the engine (autogram,
+ * J, restricted range) report out of memory and leak nothing. */
+typedef struct {
+    int force;
+    int64_t grad_layers;
+    const char *method;
+} oom_ctx;
+
+static mtl_status engine_oom_run(void *p)
+{
+    const oom_ctx *c = p;
+    mtl_model *m = NULL;
+    mtl_weighting *w = NULL;
+    mtl_tensor *x = NULL, *y0 = NULL, *y1 = NULL;
+    mtl_status st = MTL_OK;
+    int64_t xs[2] = {6, 10}, ys[2] = {6, 2}, in[1] = {10};
+    if ((st = mtl_tensor_create(&x, MTL_FLOAT32, 2, xs)) != MTL_OK ||
+        (st = mtl_tensor_create(&y0, MTL_FLOAT32, 2, ys)) != MTL_OK ||
+        (st = mtl_tensor_create(&y1, MTL_FLOAT32, 2, ys)) != MTL_OK ||
+        (st = mtl_model_create(&m, MTL_FLOAT32, 1, in)) != MTL_OK)
+        goto out;
+    for (size_t i = 0; i < 60; i++)
+        ((float *)mtl_tensor_data(x))[i] = (float)(i % 7) * 0.1f - 0.3f;
+    for (size_t i = 0; i < 12; i++) {
+        ((float *)mtl_tensor_data(y0))[i] = (float)(i % 3) * 0.2f;
+        ((float *)mtl_tensor_data(y1))[i] = (float)(i % 5) * -0.1f;
+    }
+    mtl_trunk *tr = mtl_model_trunk(m);
+    mtl_head *h;
+    if ((st = mtl_trunk_add_linear(tr, 8)) != MTL_OK ||
+        (st = mtl_trunk_add_layer(tr, "layer_norm", NULL)) != MTL_OK ||
+        (st = mtl_trunk_add_linear(tr, 8)) != MTL_OK ||
+        (st = mtl_model_add_head(m, &h, "a")) != MTL_OK ||
+        (st = mtl_head_add_linear(h, 2)) != MTL_OK ||
+        (st = mtl_model_add_head(m, &h, "b")) != MTL_OK ||
+        (st = mtl_head_add_linear(h, 2)) != MTL_OK || (st = mtl_model_build(m, 6, 1)) != MTL_OK ||
+        (st = mtl_model_set_double(m, "grad_layers", (double)c->grad_layers)) != MTL_OK ||
+        (st = mtl_weighting_create(&w, c->method, 2)) != MTL_OK)
+        goto out;
+    m->eng_force = c->force;
+    const mtl_tensor *tg[2] = {y0, y1};
+    float L[2];
+    st = mtl_model_forward_backward(m, w, x, tg, NULL, L);
+out:
+    mtl_weighting_free(w);
+    mtl_model_free(m);
+    mtl_tensor_free(x);
+    mtl_tensor_free(y0);
+    mtl_tensor_free(y1);
+    return st;
+}
+
+START_TEST(engine_allocation_failures)
+{
+    const oom_ctx cases[] = {{3, 0, "mgda"}, {1, 0, "mgda"}, {3, 1, "imtl"}, {0, 1, "moco"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_int_gt(mtl_test_oom_sweep(engine_oom_run, (void *)&cases[i]), 0);
+}
+END_TEST
+
+/* The small-Gram kernel against double loops, for every mode, with a row length that is not
+ * a multiple of the chunk or of the vector width. */
+START_TEST(layer_dots_modes)
+{
+    const size_t T = 3, n = 1037, lda = 1040, ldb = 1051;
+    float *a = malloc(T * lda * sizeof(float)), *b = malloc(T * ldb * sizeof(float));
+    mtli_rng r;
+    mtli_rng_seed(&r, 4);
+    for (size_t i = 0; i < T * lda; i++)
+        a[i] = mtli_rng_uniform(&r) - 0.5f;
+    for (size_t i = 0; i < T * ldb; i++)
+        b[i] = mtli_rng_uniform(&r) - 0.5f;
+    double ab[9], aa[9];
+    for (size_t s2 = 0; s2 < T; s2++)
+        for (size_t t = 0; t < T; t++) {
+            ab[s2 * T + t] = aa[s2 * T + t] = 0.0;
+            for (size_t j = 0; j < n; j++) {
+                ab[s2 * T + t] += (double)a[s2 * lda + j] * b[t * ldb + j];
+                aa[s2 * T + t] += (double)a[s2 * lda + j] * a[t * lda + j];
+            }
+        }
+    for (int mode = 0; mode < 3; mode++) {
+        double G[9];
+        for (int i = 0; i < 9; i++)
+            G[i] = 1.0; /* accumulated into */
+        const float *bb = mode == MTLI_DOTS_SYMMETRIC ? a : b;
+        size_t ld = mode == MTLI_DOTS_SYMMETRIC ? lda : ldb;
+        mtli_layer_dots(T, n, a, lda, bb, ld, (mtli_dots_mode)mode, G);
+        for (size_t s2 = 0; s2 < T; s2++)
+            for (size_t t = 0; t < T; t++) {
+                double want = mode == MTLI_DOTS_PLAIN       ? ab[s2 * T + t]
+                              : mode == MTLI_DOTS_SYMMETRIC ? aa[s2 * T + t]
+                                                            : ab[s2 * T + t] + ab[t * T + s2];
+                want += 1.0;
+                ck_assert_msg(fabs(G[s2 * T + t] - want) <= 1e-5,
+                              "mode %d G[%zu][%zu] = %.9g, want %.9g", mode, s2, t,
+                              G[s2 * T + t], want);
+            }
+    }
+    free(a);
+    free(b);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("train_step");
@@ -296,6 +882,13 @@ static Suite *suite(void)
     tcase_add_test(te, engine_per_task_gradients_and_gram);
     tcase_add_test(te, engine_representation_mode_gram);
     tcase_add_test(te, every_method_trains_through_the_step);
+    tcase_add_test(te, layer_dots_modes);
+    tcase_add_test(te, stacked_backward_equals_per_task_passes);
+    tcase_add_test(te, autogram_gram_equals_J_Jt);
+    tcase_add_test(te, engine_picks_the_cheaper_route);
+    tcase_add_test(te, grad_layers_restricts_per_task_gradients);
+    tcase_add_test(te, stacked_groups_and_inactive_tasks);
+    tcase_add_test(te, engine_allocation_failures);
     suite_add_tcase(s, te);
     return s;
 }

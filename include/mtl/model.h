@@ -91,7 +91,13 @@ MTL_API int64_t mtl_head_output_size(const mtl_head *head);
 
 /* Model-level options by key: "l2_trunk", "l2_heads": lambda >= 0 of the L2 penalty
  * lambda * ||theta||^2 added to the objective for that part's weights (biases and
- * normalisation parameters excluded; default 0). Since 1.0. */
+ * normalisation parameters excluded; default 0). Since 1.0.
+ * "grad_layers": k >= 0, a whole number (default 0: all). With k > 0, gradient-based
+ * weightings see per-task gradients (their Gram matrix, or J) of the parameters of the
+ * last k trunk layers that have parameters only, a cheaper approximation; the layers below
+ * receive the combined gradient of the task weights. Single-batch steps in parameter mode
+ * only (representation mode and multi-input steps take every layer); changing it rebinds
+ * a weighting's per-parameter state. Since 1.0. */
 MTL_API mtl_status mtl_model_set_double(mtl_model *model, const char *key, double value);
 MTL_API mtl_status mtl_model_get_double(const mtl_model *model, const char *key, double *value);
 

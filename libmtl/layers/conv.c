@@ -277,6 +277,77 @@ static void conv_backward(const mtli_layer *l, const mtli_bwd *b)
     }
 }
 
+/* T streams stacked along the batch (see mtli_layer_ops.backward_stacked). Per chunk of
+ * samples the input columns are built once and serve every stream's weight gradient; then
+ * each stream's input gradient reuses the column buffer as dcol. The GEMMs are those of T
+ * calls of conv_backward, so the results are the same. */
+static void conv_backward_stacked(const mtli_layer *l, const mtli_bwd *b, int T,
+                                  float *const *dparams_t)
+{
+    const size_t B = b->B;
+    mtli_conv_geom g;
+    mtli_layer_window(l, false, &g);
+    const size_t K = conv_k(&g), N = g.Ho * g.Wo, O = (size_t)l->opts.out, F = l->in_features;
+    const size_t OF = l->out_features;
+    if (dparams_t)
+        for (int t = 0; t < T; t++) {
+            float *dW = dparams_t[t];
+            memset(dW, 0, l->nparams * sizeof(float));
+            if (!l->opts.bias)
+                continue;
+            const float *dyt = b->dy + (size_t)t * B * OF;
+            for (size_t o = 0; o < O; o++) {
+                double s = 0.0;
+                for (size_t i = 0; i < B; i++)
+                    s += sum_f(dyt + (i * O + o) * N, N);
+                dW[O * K + o] = (float)s;
+            }
+        }
+    if (B == 0)
+        return;
+    const size_t nc = conv_chunk(&g, B);
+    const float *Wt = l->params;
+    float *col = (float *)b->scratch, *ybuf = col + nc * K * N;
+    for (size_t b0 = 0; b0 < B; b0 += nc) {
+        size_t nb = B - b0 < nc ? B - b0 : nc, ld = nb * N;
+        if (dparams_t) {
+            for (size_t i = 0; i < nb; i++)
+                mtli_im2col(&g, b->x + (b0 + i) * F, col + i * N, ld);
+            for (int t = 0; t < T; t++) {
+                const float *dy = b->dy + ((size_t)t * B + b0) * OF;
+                size_t ldd = N;
+                if (nb > 1) {
+                    for (size_t i = 0; i < nb; i++)
+                        for (size_t o = 0; o < O; o++)
+                            memcpy(ybuf + o * ld + i * N, dy + (i * O + o) * N,
+                                   N * sizeof(float));
+                    dy = ybuf;
+                    ldd = ld;
+                }
+                mtli_gemm(false, true, O, K, ld, 1.0f, dy, ldd, col, ld, 1.0f, dparams_t[t], K);
+            }
+        }
+        if (!b->dx)
+            continue;
+        for (int t = 0; t < T; t++) {
+            const float *dy = b->dy + ((size_t)t * B + b0) * OF;
+            size_t ldd = N;
+            if (nb > 1) {
+                for (size_t i = 0; i < nb; i++)
+                    for (size_t o = 0; o < O; o++)
+                        memcpy(ybuf + o * ld + i * N, dy + (i * O + o) * N, N * sizeof(float));
+                dy = ybuf;
+                ldd = ld;
+            }
+            mtli_gemm(true, false, K, ld, O, 1.0f, Wt, K, dy, ldd, 0.0f, col, ld);
+            float *dx = b->dx + ((size_t)t * B + b0) * F;
+            memset(dx, 0, nb * F * sizeof(float));
+            for (size_t i = 0; i < nb; i++)
+                mtli_col2im(&g, col + i * N, ld, dx + i * F);
+        }
+    }
+}
+
 const mtli_layer_ops mtli_conv2d_ops = {
     .kind = "conv2d",
     .setup = conv_setup,
@@ -285,4 +356,5 @@ const mtli_layer_ops mtli_conv2d_ops = {
     .forward = conv_forward,
     .backward = conv_backward,
     .check = NULL,
+    .backward_stacked = conv_backward_stacked,
 };

@@ -97,6 +97,27 @@ typedef struct mtli_layer_ops {
     /* Optional (may be NULL): validate a batch before forward, which cannot fail. Called
      * through mtli_layer_check_input. */
     mtl_status (*check)(const mtli_layer *l, const float *x, size_t B, bool train);
+    /* Optional (NULL: mtli_layer_backward_stacked loops over the streams calling backward).
+     * The backward of T gradient streams through the same forward, stacked along the batch:
+     * b->dy is [T*B, out_features] (stream t in rows t*B .. t*B+B-1), b->dx, when not NULL,
+     * receives [T*B, in_features] (overwritten); b->x, b->y, b->scratch and b->B are the
+     * single forward's values, shared by the T streams; b->dparams is unused. dparams_t[t]
+     * (when dparams_t is not NULL) receives stream t's parameter gradient, OVERWRITTEN, not
+     * accumulated (per-task gradient rows start from nothing). With dparams_t NULL only dx
+     * is computed. The result equals T separate calls of backward. */
+    void (*backward_stacked)(const mtli_layer *l, const mtli_bwd *b, int T,
+                             float *const *dparams_t);
+    /* Optional (NULL: the per-task gradient engine forms this layer's per-task gradients
+     * and takes their Gram from them). The layer's contribution to the Gram matrix of the T
+     * streams' parameter gradients, G[s*T + t] += <dparams_s, dparams_t>, without forming
+     * the gradients (for a linear layer from the B x B input Gram: sum over outputs k of
+     * dY_s[:,k]^T (X X^T + 1 1^T) dY_t[:,k]). b is as for backward_stacked (dx and dparams
+     * unused). work: *work_floats floats of workspace.
+     * With G == NULL nothing is computed: the call reports, for b->B rows and T streams, the
+     * multiply-adds of this route (returned), those of forming the T gradients and their
+     * Gram instead (*jac_macs) and the workspace this route needs (*work_floats). */
+    double (*gram_stacked)(const mtli_layer *l, const mtli_bwd *b, int T, double *G,
+                           float *work, double *jac_macs, size_t *work_floats);
 } mtli_layer_ops;
 
 /* Layer options set by key before setup; each layer kind documents which keys it reads. */
@@ -240,6 +261,34 @@ mtl_status mtli_layer_add_param(mtli_layer *l, const char *name, int ndim,
  * gradients). */
 void mtli_layer_colsum_acc(const float *a, size_t rows, size_t cols, float *out);
 
+/* Small T x T Gram matrices of T long rows a_s = a + s*lda, b_t = b + t*ldb (n floats each)
+ * (linear.c), which a GEMM library runs far below its speed (m = n = T): chunks of the rows
+ * stay in L1, each chunk's dot products are summed in float and added in double.
+ *   MTLI_DOTS_PLAIN            G[s*T + t] += <a_s, b_t>
+ *   MTLI_DOTS_SYMMETRIC        the same when the result is symmetric (b == a): only s <= t
+ *                              is computed, then mirrored
+ *   MTLI_DOTS_PLUS_TRANSPOSE   G[s*T + t] += <a_s, b_t> + <a_t, b_s> */
+typedef enum {
+    MTLI_DOTS_PLAIN,
+    MTLI_DOTS_SYMMETRIC,
+    MTLI_DOTS_PLUS_TRANSPOSE
+} mtli_dots_mode;
+void mtli_layer_dots(size_t T, size_t n, const float *a, size_t lda, const float *b,
+                     size_t ldb, mtli_dots_mode mode, double *G);
+
+/* The library is compiled for the baseline of its architecture (x86-64: SSE2), so a long
+ * elementwise or reduction loop runs at a quarter of what AVX-512 gives. Kernels where that
+ * matters are compiled in several versions, the best one chosen when the library loads
+ * (GCC's target_clones, an ifunc: x86-64 Linux with glibc). The result of a run is the same
+ * on the same machine. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    defined(__GLIBC__)
+#define MTLI_VECTOR_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MTLI_VECTOR_CLONES
+#endif
+
 /* 2-d window layers (conv.c): validate l's window options against its [C, H, W] input and
  * fill g (out_channels 0: the pools, which keep C channels and need no dilation). Errors name
  * l->ops->kind and the sizes: MTL_ERR_SHAPE for an input that is not [C, H, W] or smaller than
@@ -270,6 +319,29 @@ extern const mtli_layer_ops mtli_lstm_ops, mtli_gru_ops;              /* rnn.c *
  * its forward until the next one), NULL for any other layer. */
 bool mtli_embedding_is_sequence(const mtli_layer *l);
 const int32_t *mtli_embedding_lengths(const mtli_layer *l, const float *scratch);
+
+/* The backward of T stacked gradient streams (see backward_stacked in mtli_layer_ops):
+ * the kind's own implementation, or T calls of backward (dparams_t zeroed first, since
+ * backward accumulates). dparams_t may be NULL only for a layer without parameters or one
+ * that implements backward_stacked. */
+static inline void mtli_layer_backward_stacked(const mtli_layer *l, const mtli_bwd *b, int T,
+                                               float *const *dparams_t)
+{
+    if (l->ops->backward_stacked) {
+        l->ops->backward_stacked(l, b, T, dparams_t);
+        return;
+    }
+    const size_t B = b->B, in = l->in_features, out = l->out_features;
+    for (int t = 0; t < T; t++) {
+        mtli_bwd one = *b;
+        one.dy = b->dy + (size_t)t * B * out;
+        one.dx = b->dx ? b->dx + (size_t)t * B * in : NULL;
+        one.dparams = dparams_t ? dparams_t[t] : NULL;
+        if (one.dparams && l->nparams)
+            memset(one.dparams, 0, l->nparams * sizeof(float));
+        l->ops->backward(l, &one);
+    }
+}
 
 /* Read the int32 id stored in the i-th 4-byte slot of an activation buffer. */
 static inline int32_t mtli_layer_id_at(const float *x, size_t i)

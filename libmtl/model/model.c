@@ -409,13 +409,23 @@ MTL_API mtl_status mtl_model_set_double(mtl_model *m, const char *key, double v)
     MTLI_CHECK_NULL(m, "mtl_model_set_double");
     MTLI_CHECK_NULL(key, "mtl_model_set_double");
     double *dst = NULL;
+    if (strcmp(key, "grad_layers") == 0) {
+        if (!(v >= 0.0 && v <= 2147483647.0) || v != floor(v))
+            return mtli_error(MTL_ERR_RANGE,
+                              "mtl_model_set_double: grad_layers = %g, expected a whole number "
+                              "0..2147483647",
+                              v);
+        m->grad_layers = (int64_t)v;
+        return MTL_OK;
+    }
     if (strcmp(key, "l2_trunk") == 0)
         dst = &m->l2_trunk;
     else if (strcmp(key, "l2_heads") == 0)
         dst = &m->l2_heads;
     else
         return mtli_error(MTL_ERR_INVALID_ARGUMENT,
-                          "mtl_model_set_double: unknown key '%s' (expected l2_trunk or l2_heads)",
+                          "mtl_model_set_double: unknown key '%s' (expected l2_trunk, l2_heads "
+                          "or grad_layers)",
                           key);
     if (!(v >= 0.0) || !isfinite(v))
         return mtli_error(MTL_ERR_RANGE, "mtl_model_set_double: %s = %g, expected >= 0", key, v);
@@ -432,6 +442,8 @@ MTL_API mtl_status mtl_model_get_double(const mtl_model *m, const char *key, dou
         *v = m->l2_trunk;
     else if (strcmp(key, "l2_heads") == 0)
         *v = m->l2_heads;
+    else if (strcmp(key, "grad_layers") == 0)
+        *v = (double)m->grad_layers;
     else
         return mtli_error(MTL_ERR_INVALID_ARGUMENT, "mtl_model_get_double: unknown key '%s'",
                           key);

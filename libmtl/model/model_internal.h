@@ -81,11 +81,24 @@ struct mtl_model {
     /* per-task-gradient engine (engine.c), sized on first use */
     float *eng_dz;              /* [T, max_batch * D] per-task gradients w.r.t. Z */
     float *eng_J;               /* [T, P_shared] per-task shared-parameter gradients */
-    float *eng_Gf;              /* [T, T] */
     double *eng_G;              /* [T, T] */
     float *eng_shared;          /* [P_shared] a method's combined shared gradient */
     double *eng_scratch;        /* the method's workspace */
     size_t eng_nscratch;
+    size_t eng_nJ;              /* floats of eng_J */
+    float *eng_stk[2];          /* stacked backward ping-pong, eng_nstk floats each */
+    size_t eng_nstk;
+    float *eng_work;            /* layers' Gram workspace (autogram) */
+    size_t eng_nwork;
+    float *eng_jl;              /* per-task rows of one layer's parameters (autogram fallback) */
+    size_t eng_njl;
+    unsigned char *eng_route;   /* [trunk layers] autogram route per layer (MTLI_ROUTE_*) */
+    int eng_force;              /* tests: route of G methods, 0 cheapest, 1 J, 2 autogram (each
+                                 * layer's cheaper way), 3 autogram (Gram op wherever one) */
+    size_t eng_stack_cap;       /* tests: floats per stacked buffer (0: the default) */
+    bool eng_autogram;          /* the route chosen by the last prepare */
+    int64_t grad_layers;        /* key "grad_layers": per-task gradients of the last k trunk
+                                 * layers with parameters only (0: all) */
     size_t last_batch;          /* batch of the last predict */
     bool last_predict_valid;
 };
@@ -107,6 +120,40 @@ const float *mtli_stack_forward(mtli_stack *s, const float *x, size_t B, bool tr
  * buffers. x is the stack input used in forward. */
 void mtli_stack_backward(mtli_stack *s, const float *x, const float *dy_top, float *dx,
                          float *dparams_base, size_t B);
+/* The same through layers lo..hi only (dy: gradient w.r.t. layer hi's output; dx: w.r.t.
+ * layer lo's input, NULL: not needed). */
+void mtli_stack_backward_range(mtli_stack *s, const float *x, int lo, int hi, const float *dy,
+                               float *dx, float *dparams_base, size_t B);
+
+/* What the stacked backward takes per parameter layer (mtli_stacked.route). */
+enum {
+    MTLI_ROUTE_NONE = 0, /* parameter gradients not wanted (dx only) */
+    MTLI_ROUTE_ROWS,     /* per-task gradients into the rows of J */
+    MTLI_ROUTE_GRAM,     /* the layer's Gram contribution (gram_stacked), no gradients */
+    MTLI_ROUTE_ROWS_GRAM /* per-task gradients into jl, then their Gram into G */
+};
+
+/* A stacked backward of T gradient streams through one forward (the per-task-gradient
+ * engine). */
+typedef struct mtli_stacked {
+    int T;
+    size_t B;
+    float *buf[2];              /* ping-pong, each [T*B, widest layer] */
+    /* MTLI_ROUTE_ROWS: stream t's gradient of a layer at rows[t] + (offset of the layer's
+     * parameters in the flat buffer) - P0 */
+    float *const *rows;
+    size_t P0;
+    const unsigned char *route; /* [s->nlayers]; NULL: ROUTE_ROWS for every layer */
+    double *G;                  /* [T*T] Gram, accumulated by the GRAM routes */
+    float *work;                /* gram_stacked workspace */
+    float *jl;                  /* ROUTE_ROWS_GRAM: T rows of ldjl floats */
+    size_t ldjl;
+} mtli_stacked;
+/* Backward of the T streams dy ([T*B, out] of the top layer) through layers lo..top.
+ * Returns the gradient with respect to layer lo's input ([T*B, in(lo)], in one of st->buf)
+ * when want_dx, otherwise NULL. */
+const float *mtli_stack_backward_stacked(mtli_stack *s, const float *x, int lo, const float *dy,
+                                         bool want_dx, const mtli_stacked *st);
 
 /* Train-step internals shared with the weighting engine. */
 mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
@@ -129,11 +176,17 @@ void mtli_head_loss_eval(const mtl_head *h, const float *out, size_t B,
 
 /* Per-task-gradient engine (engine.c). */
 void mtli_engine_free(mtl_model *m);
+/* Size the workspace for single-batch steps with w (NULL: plain sums) and bind w to the
+ * shared columns these steps give it (all trunk parameters, or those of the last
+ * grad_layers layers with parameters). want_J: the caller reads eng_J (J methods). */
 mtl_status mtli_engine_prepare(mtl_model *m, mtl_weighting *w, unsigned needs, bool want_J);
+/* The same for multi-input steps: J over all trunk parameters, filled by the caller. */
+mtl_status mtli_engine_prepare_multi(mtl_model *m, mtl_weighting *w, unsigned needs);
+/* The backward of a single-batch gradient-balancing step (m->grads zero on entry). */
 mtl_status mtli_engine_backward(mtl_model *m, mtl_weighting *w, unsigned needs, const float *x,
                                 const float *Z, size_t B, const bool *act);
-mtl_status mtli_engine_per_task(mtl_model *m, unsigned needs, const float *x, const float *Z,
-                                size_t B, const bool *act);
+/* Multi-input steps: weights from J (T x all trunk parameters, filled by the caller) and the
+ * losses, heads scaled, shared gradient combined. */
 mtl_status mtli_engine_combine(mtl_model *m, mtl_weighting *w, unsigned needs, const float *x,
                                size_t B, const bool *act);
 

@@ -139,22 +139,16 @@ const float *mtli_stack_forward(mtli_stack *s, const float *x, size_t B, bool tr
     return in;
 }
 
-void mtli_stack_backward(mtli_stack *s, const float *x, const float *dy_top, float *dx,
-                         float *dparams_base, size_t B)
+void mtli_stack_backward_range(mtli_stack *s, const float *x, int lo, int hi, const float *dy,
+                               float *dx, float *dparams_base, size_t B)
 {
     mtl_model *m = s->model;
-    const float *dy = dy_top;
     float *bufs[2] = {m->bwd_a, m->bwd_b};
     int which = 0;
     const int32_t *lengths = stack_lengths(s);
-    if (s->nlayers == 0) {
-        if (dx && dx != dy_top)
-            memcpy(dx, dy_top, B * s->out_features * sizeof(float));
-        return;
-    }
-    for (int i = s->nlayers - 1; i >= 0; i--) {
+    for (int i = hi; i >= lo; i--) {
         const mtli_layer *l = &s->layers[i];
-        float *out = i == 0 ? dx : bufs[which];
+        float *out = i == lo ? dx : bufs[which];
         if (out == dy) /* never write over the incoming gradient */
             out = bufs[which ^= 1];
         mtli_bwd b = {.x = i == 0 ? x : s->act[i - 1],
@@ -169,4 +163,81 @@ void mtli_stack_backward(mtli_stack *s, const float *x, const float *dy_top, flo
         dy = out;
         which ^= 1;
     }
+}
+
+void mtli_stack_backward(mtli_stack *s, const float *x, const float *dy_top, float *dx,
+                         float *dparams_base, size_t B)
+{
+    if (s->nlayers == 0) {
+        if (dx && dx != dy_top)
+            memcpy(dx, dy_top, B * s->out_features * sizeof(float));
+        return;
+    }
+    mtli_stack_backward_range(s, x, 0, s->nlayers - 1, dy_top, dx, dparams_base, B);
+}
+
+/* One layer of the stacked backward: its parameter work by route, then the input gradient
+ * of the T streams (dx NULL: not needed). */
+static void stacked_layer(mtli_stack *s, const mtli_layer *l, const mtli_bwd *b,
+                          const mtli_stacked *st, int route)
+{
+    mtl_model *m = s->model;
+    const int T = st->T;
+    float *ptrs[MTLI_WMAX_GRAD_TASKS];
+    size_t off = l->nparams ? (size_t)(l->params - m->params) : 0;
+    if (!l->nparams)
+        route = MTLI_ROUTE_NONE;
+    switch (route) {
+    case MTLI_ROUTE_ROWS:
+        for (int t = 0; t < T; t++)
+            ptrs[t] = st->rows[t] + (off - st->P0);
+        mtli_layer_backward_stacked(l, b, T, ptrs);
+        return;
+    case MTLI_ROUTE_ROWS_GRAM: {
+        for (int t = 0; t < T; t++)
+            ptrs[t] = st->jl + (size_t)t * st->ldjl;
+        mtli_layer_backward_stacked(l, b, T, ptrs);
+        mtli_layer_dots((size_t)T, l->nparams, st->jl, st->ldjl, st->jl, st->ldjl,
+                        MTLI_DOTS_SYMMETRIC, st->G);
+        return;
+    }
+    case MTLI_ROUTE_GRAM:
+        l->ops->gram_stacked(l, b, T, st->G, st->work, NULL, NULL);
+        if (b->dx)
+            l->ops->backward_stacked(l, b, T, NULL);
+        return;
+    default:
+        if (b->dx)
+            mtli_layer_backward_stacked(l, b, T, NULL);
+        return;
+    }
+}
+
+const float *mtli_stack_backward_stacked(mtli_stack *s, const float *x, int lo, const float *dy,
+                                         bool want_dx, const mtli_stacked *st)
+{
+    int which = 0;
+    const int32_t *lengths = stack_lengths(s);
+    for (int i = s->nlayers - 1; i >= lo; i--) {
+        const mtli_layer *l = &s->layers[i];
+        bool need_dx = i > lo || want_dx;
+        float *out = NULL;
+        if (need_dx) {
+            out = st->buf[which];
+            if (out == dy)
+                out = st->buf[which ^= 1];
+        }
+        mtli_bwd b = {.x = i == 0 ? x : s->act[i - 1],
+                      .y = s->act[i],
+                      .dy = dy,
+                      .dx = out,
+                      .dparams = NULL,
+                      .B = st->B,
+                      .scratch = s->scratch[i],
+                      .lengths = lengths};
+        stacked_layer(s, l, &b, st, st->route ? st->route[i] : MTLI_ROUTE_ROWS);
+        dy = out;
+        which ^= 1;
+    }
+    return want_dx ? dy : NULL;
 }

@@ -559,7 +559,7 @@ static mtl_status forward_backward_multi(mtl_model *m, mtl_weighting *w,
                           "%s: weighting '%s' works on the shared representation, which differs "
                           "between tasks with their own inputs; use a parameter-gradient method",
                           fn, mtl_weighting_method(w));
-    MTLI_TRY(mtli_engine_prepare(m, w, needs, true));
+    MTLI_TRY(mtli_engine_prepare_multi(m, w, needs));
     m->last_predict_valid = false;
     save_state(m, backup);
     mtl_status st = run_multi(m, w, inputs, targets, masks, Bs, act, true);
