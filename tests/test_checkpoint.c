@@ -1401,6 +1401,97 @@ START_TEST(allocation_failures_fail_cleanly)
 }
 END_TEST
 
+/* Every layer kind's options survive a checkpoint: a convolutional and a recurrent model are
+ * saved, loaded into new handles, and predict exactly what the originals predict. */
+static void round_trip_predicts_the_same(mtl_model *m, const mtl_tensor *x, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/mtl_ck_kinds_%d_%s.ckpt", (int)getpid(), name);
+    ck_assert_ok(mtl_checkpoint_save(path, m, NULL, NULL));
+    mtl_model *l = NULL;
+    ck_assert_ok(mtl_checkpoint_load(path, &l, NULL, NULL));
+    ck_assert_int_eq(mtl_model_num_params(l), mtl_model_num_params(m));
+    ck_assert_ok(mtl_model_predict(m, x));
+    ck_assert_ok(mtl_model_predict(l, x));
+    for (int h = 0; h < mtl_model_num_heads(m); h++) {
+        int64_t n = mtl_model_output_batch(m) * mtl_head_output_size(mtl_model_head_at(m, h));
+        mtl_tensor *a = NULL, *b = NULL;
+        ck_assert_ok(mtl_tensor_create(&a, MTL_FLOAT32, 1, &n));
+        ck_assert_ok(mtl_tensor_create(&b, MTL_FLOAT32, 1, &n));
+        ck_assert_ok(mtl_model_output(m, h, a, MTL_OUTPUT_RAW));
+        ck_assert_ok(mtl_model_output(l, h, b, MTL_OUTPUT_RAW));
+        ck_assert_mem_eq(mtl_tensor_data(a), mtl_tensor_data(b), (size_t)n * sizeof(float));
+        mtl_tensor_free(a);
+        mtl_tensor_free(b);
+    }
+    mtl_model_free(l);
+    unlink(path);
+}
+
+START_TEST(vision_and_sequence_layers_round_trip)
+{
+    mtl_model *m = NULL;
+    int64_t img[3] = {1, 12, 12};
+    ck_assert_ok(mtl_model_create(&m, MTL_FLOAT32, 3, img));
+    mtl_trunk *t = mtl_model_trunk(m);
+    ck_assert_ok(mtl_trunk_add_layer(t, "conv2d", NULL));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "out", 4));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "kernel", 3));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "stride", 2));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "padding", 1));
+    ck_assert_ok(mtl_trunk_add_layer(t, "relu", NULL));
+    ck_assert_ok(mtl_trunk_add_layer(t, "avg_pool2d", NULL));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "kernel", 2));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "count_include_pad", 0));
+    ck_assert_ok(mtl_trunk_add_layer(t, "conv2d", NULL));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "out", 3));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "kernel", 2));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "dilation", 2));
+    ck_assert_ok(mtl_trunk_add_layer(t, "flatten", NULL));
+    mtl_head *h;
+    ck_assert_ok(mtl_model_add_head(m, &h, "a"));
+    ck_assert_ok(mtl_head_add_linear(h, 3));
+    ck_assert_ok(mtl_head_set_loss(h, "cross_entropy"));
+    ck_assert_ok(mtl_model_build(m, 4, 1));
+    mtl_tensor *x = NULL;
+    int64_t xs[4] = {2, 1, 12, 12};
+    ck_assert_ok(mtl_tensor_create(&x, MTL_FLOAT32, 4, xs));
+    for (int i = 0; i < 288; i++)
+        ((float *)mtl_tensor_data(x))[i] = (float)((i * 37) % 11) - 5.0f;
+    round_trip_predicts_the_same(m, x, "conv");
+    mtl_tensor_free(x);
+    mtl_model_free(m);
+
+    int64_t seq[1] = {6};
+    ck_assert_ok(mtl_model_create(&m, MTL_INT32, 1, seq));
+    t = mtl_model_trunk(m);
+    ck_assert_ok(mtl_trunk_add_layer(t, "embedding", NULL));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "num_embeddings", 9));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "out", 4));
+    ck_assert_ok(mtl_trunk_set_string(t, -1, "pooling", "none"));
+    ck_assert_ok(mtl_trunk_add_layer(t, "lstm", NULL));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "hidden", 5));
+    ck_assert_ok(mtl_trunk_set_int(t, -1, "bidirectional", 1));
+    ck_assert_ok(mtl_model_add_head(m, &h, "tags"));
+    ck_assert_ok(mtl_head_add_linear(h, 3));
+    ck_assert_ok(mtl_head_set_loss(h, "cross_entropy"));
+    ck_assert_ok(mtl_model_add_head(m, &h, "sentence"));
+    ck_assert_ok(mtl_head_add_layer(h, "gru", NULL));
+    ck_assert_ok(mtl_head_set_int(h, -1, "hidden", 4));
+    ck_assert_ok(mtl_head_set_string(h, -1, "pooling", "last"));
+    ck_assert_ok(mtl_head_add_linear(h, 2));
+    ck_assert_ok(mtl_head_set_loss(h, "cross_entropy"));
+    ck_assert_ok(mtl_model_build(m, 4, 2));
+    int64_t is[2] = {2, 6};
+    ck_assert_ok(mtl_tensor_create(&x, MTL_INT32, 2, is));
+    const int32_t ids[12] = {1, 2, 3, 4, 5, 6, 7, 8, 0, -1, -1, -1};
+    memcpy(mtl_tensor_data(x), ids, sizeof ids);
+    round_trip_predicts_the_same(m, x, "seq");
+    mtl_tensor_free(x);
+    mtl_model_free(m);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -1408,6 +1499,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, resume_is_bit_identical_adam_dropout_batch_norm);
+    tcase_add_test(tc, vision_and_sequence_layers_round_trip);
     tcase_add_test(tc, resume_is_bit_identical_sgd_momentum_schedule);
     tcase_add_test(tc, resume_is_bit_identical_other_optimizers);
     tcase_add_test(tc, resume_restores_learned_weightings);

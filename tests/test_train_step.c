@@ -325,6 +325,14 @@ static const lspec CONV[] = {{"conv2d", {"out", "kernel", "padding"}, {3, 3, 1}}
                              {"flatten", {NULL}, {0}},
                              {"linear", {"out"}, {8}},
                              {"tanh", {NULL}, {0}}};
+/* a float sequence [L, F] (full length): per-position linear, recurrent layers */
+static const int64_t SEQ_IN[2] = {4, 3};
+static const lspec SEQ[] = {{"linear", {"out"}, {5}},
+                            {"tanh", {NULL}, {0}},
+                            {"lstm", {"hidden", "bidirectional"}, {4, 1}},
+                            {"linear", {"out"}, {3}},
+                            {"gru", {"hidden"}, {3}},
+                            {"flatten", {NULL}, {0}}};
 /* a feature map of 4096 outputs: conv2d's one-sample-per-GEMM path */
 static const int64_t BIGCONV_IN[3] = {1, 66, 66};
 static const lspec BIGCONV[] = {{"conv2d", {"out", "kernel"}, {2, 3}},
@@ -457,6 +465,8 @@ START_TEST(stacked_backward_equals_per_task_passes)
     check_stacked(3, CONV_IN, CONV, NSPEC(CONV), 4);
     check_stacked(3, BIGCONV_IN, BIGCONV, NSPEC(BIGCONV), 0);
     check_stacked(1, MLP_IN, DROP, NSPEC(DROP), 0);
+    check_stacked(2, SEQ_IN, SEQ, NSPEC(SEQ), 0);
+    check_stacked(2, SEQ_IN, SEQ, NSPEC(SEQ), 3);
 }
 END_TEST
 
@@ -573,6 +583,7 @@ START_TEST(autogram_gram_equals_J_Jt)
         check_autogram(1, MLP_IN, MLP, NSPEC(MLP), force, 0, 9);
         check_autogram(1, NORM_IN, NORM, NSPEC(NORM), force, 0, 9);
         check_autogram(3, CONV_IN, CONV, NSPEC(CONV), force, 0, 9);
+        check_autogram(2, SEQ_IN, SEQ, NSPEC(SEQ), force, 0, 9);
     }
     /* batches of more than one row block of the input Gram (64 rows): the triangular split,
      * with a short last block */

@@ -17,7 +17,7 @@
  * partner's bottom-right corner lies 0-4 px from the canvas's, mirroring the top-left item.
  * Where they overlap each pixel is the maximum of the two. Values stay raw, 0..255.
  *
- * Files written to out_dir (created if missing; its parent must exist), as .npy:
+ * Files written to out_dir (created if missing; missing parent folders are created), as .npy:
  *   train_x.npy        float32 [120000, 1, 36, 36]
  *   train_y_left.npy   int32   [120000]  class of the top-left item (0..9)
  *   train_y_right.npy  int32   [120000]  class of the bottom-right item

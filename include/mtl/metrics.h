@@ -98,6 +98,23 @@ MTL_API int mtl_metric_lower_is_better(const char *name);
  * Static storage. Since 1.0. */
 MTL_API const char *mtl_metric_name(int index);
 
+/* Entity-level F1 of sequence tagging (named entities), as conlleval and seqeval's default
+ * mode compute it. true_tags: int32 [B, L] (or [L]) tag ids, -1 = padding or ignored: such
+ * positions are skipped, the others of a sample are read in order, and entities never cross
+ * samples. pred_tags: int32 ids of the same shape, or float32 scores [B, L, ntags] (argmax,
+ * the first maximum). tag_names[i] names tag id i: "O", or a prefix B-, I- (and IOBES's E-,
+ * S-) with an entity type ("B-PER", "I-PER"). Entities are read with conlleval's chunk rules:
+ * B- starts an entity, I- continues one of the same type, and an I- after O or after another
+ * type starts a new entity. A predicted entity is correct when its type, first and last
+ * token all equal a true entity's. F1 = 2PR / (P + R) with precision P = correct /
+ * predicted entities and recall R = correct / true entities; 0 when no entity is correct
+ * (also when neither side has any). Errors: invalid argument (NULL, ntags < 1, a tag name
+ * not of that form, no valid token), shape, range (a tag id out of range), numeric (a NaN
+ * score), out of memory. Since 1.0. */
+MTL_API mtl_status mtl_metric_entity_f1(double *f1, const mtl_tensor *pred_tags,
+                                        const mtl_tensor *true_tags,
+                                        const char *const *tag_names, int ntags);
+
 MTL_END_DECLS
 
 #endif

@@ -8,8 +8,9 @@
  *
  * Layer kinds: "linear", "relu", "leaky_relu", "gelu", "tanh", "sigmoid", "dropout",
  * "layer_norm", "batch_norm", "embedding", "conv2d", "max_pool2d", "avg_pool2d", "flatten",
- * "dropout2d", "batch_norm2d" (NCHW: a sample is {C, H, W}). Layer option keys: see
- * docs/guide.md.
+ * "dropout2d", "batch_norm2d" (NCHW: a sample is {C, H, W}), "lstm", "gru" (over token
+ * sequences: int32 ids [B, L] with -1 as trailing padding, embedded with pooling "none").
+ * Layer option keys: see docs/guide.md and docs/sequence.md.
  * Losses: "cross_entropy" (class ids, int32), "bce" (binary / multi-label with logits),
  * "mse", "l1", "huber". Missing labels: class id -1, NaN targets, or a per-sample mask.
  *

@@ -15,5 +15,6 @@
 #include "mtl/dataset.h"
 #include "mtl/train.h"
 #include "mtl/io.h"
+#include "mtl/config.h"
 
 #endif

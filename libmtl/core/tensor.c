@@ -66,7 +66,7 @@ static mtl_status make(mtl_tensor **out, mtl_dtype dtype, int ndim, const int64_
 {
     MTLI_CHECK_NULL(out, fn);
     *out = NULL;
-    size_t numel;
+    size_t numel = 0;
     MTLI_TRY(mtli_check_shape(fn, dtype, ndim, shape, &numel));
     mtl_tensor *t = mtli_calloc(1, sizeof *t);
     if (!t)
@@ -163,7 +163,7 @@ MTL_API mtl_status mtl_tensor_fill(mtl_tensor *t, double value)
 MTL_API mtl_status mtl_tensor_reshape(mtl_tensor *t, int ndim, const int64_t *shape)
 {
     MTLI_CHECK_NULL(t, "mtl_tensor_reshape");
-    size_t numel;
+    size_t numel = 0;
     MTLI_TRY(mtli_check_shape("mtl_tensor_reshape", t->dtype, ndim, shape, &numel));
     if (numel != t->numel)
         return mtli_error(MTL_ERR_SHAPE,

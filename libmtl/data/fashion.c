@@ -395,6 +395,24 @@ static mtl_status build_split(const split_data *s, uint64_t seed, const char *ou
 
 static mtl_status make_dir(const char *dir)
 {
+    /* create missing parents first, as `mkdir -p` */
+    char parent[4096];
+    size_t n = strlen(dir);
+    if (n < sizeof parent) {
+        memcpy(parent, dir, n + 1);
+        while (n > 1 && parent[n - 1] == '/')
+            parent[--n] = '\0';
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            struct stat pb;
+            if (stat(parent, &pb) != 0) {
+                mtl_status st = make_dir(parent);
+                if (st != MTL_OK)
+                    return st;
+            }
+        }
+    }
     if (mkdir(dir, 0777) == 0)
         return MTL_OK;
     int e = errno;

@@ -94,6 +94,18 @@ static const opt_field g_fields[] = {
     {"doubles.1", F_F64, offsetof(mtli_layer_opts, doubles[1])},
     {"doubles.2", F_F64, offsetof(mtli_layer_opts, doubles[2])},
     {"doubles.3", F_F64, offsetof(mtli_layer_opts, doubles[3])},
+    {"kernel.0", F_I64, offsetof(mtli_layer_opts, kernel[0])},
+    {"kernel.1", F_I64, offsetof(mtli_layer_opts, kernel[1])},
+    {"stride.0", F_I64, offsetof(mtli_layer_opts, stride[0])},
+    {"stride.1", F_I64, offsetof(mtli_layer_opts, stride[1])},
+    {"padding.0", F_I64, offsetof(mtli_layer_opts, padding[0])},
+    {"padding.1", F_I64, offsetof(mtli_layer_opts, padding[1])},
+    {"dilation.0", F_I64, offsetof(mtli_layer_opts, dilation[0])},
+    {"dilation.1", F_I64, offsetof(mtli_layer_opts, dilation[1])},
+    {"count_include_pad", F_INT, offsetof(mtli_layer_opts, count_include_pad)},
+    {"hidden", F_I64, offsetof(mtli_layer_opts, hidden)},
+    {"bidirectional", F_INT, offsetof(mtli_layer_opts, bidirectional)},
+    {"rnn_pooling", F_INT, offsetof(mtli_layer_opts, rnn_pooling)},
 };
 #define NFIELDS (sizeof g_fields / sizeof g_fields[0])
 
@@ -171,11 +183,18 @@ static const char *field_check(const opt_field *f, int64_t iv, double dv)
     const char *n = f->name;
     switch (f->type) {
     case F_I64:
-        if ((strcmp(n, "out") == 0 || strcmp(n, "num_embeddings") == 0) &&
+        if ((strcmp(n, "out") == 0 || strcmp(n, "num_embeddings") == 0 ||
+             strcmp(n, "hidden") == 0 || strncmp(n, "kernel.", 7) == 0 ||
+             strncmp(n, "stride.", 7) == 0 || strncmp(n, "padding.", 8) == 0 ||
+             strncmp(n, "dilation.", 9) == 0) &&
             (iv < 0 || iv > INT32_MAX))
             return "in 0..2147483647";
         return NULL;
     case F_INT:
+        if (strcmp(n, "pooling") == 0)
+            return iv >= MTLI_POOL_SUM && iv <= MTLI_POOL_NONE ? NULL : "0, 1 or 2";
+        if (strcmp(n, "rnn_pooling") == 0)
+            return iv >= MTLI_RNN_NONE && iv <= MTLI_RNN_SUM ? NULL : "0..3";
         return iv == 0 || iv == 1 ? NULL : "0 or 1";
     case F_INIT:
         return NULL;

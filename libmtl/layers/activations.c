@@ -48,8 +48,10 @@ static void relu_backward(const mtli_layer *l, const mtli_bwd *b)
     size_t n = act_n(l, b->B);
     const float *y = b->y, *dy = b->dy;
     float *dx = b->dx;
-    for (size_t i = 0; i < n; i++)
-        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float d = dy[i]; /* read unconditionally: a select, not a branch */
+        dx[i] = y[i] > 0.0f ? d : 0.0f;
+    }
 }
 
 /* ---- leaky_relu -------------------------------------------------------------------------- */

@@ -45,7 +45,7 @@ typedef enum {
     MTLI_INIT_DEFAULT          /* option value only: the kind's own default ("default") */
 } mtli_init;
 
-#define MTLI_MAX_LAYER_PARAMS 4
+#define MTLI_MAX_LAYER_PARAMS 8 /* a bidirectional lstm/gru has 8 */
 
 /* One named parameter (or state) tensor of a layer, e.g. "weight" [out, in]. */
 typedef struct mtli_param_desc {
@@ -65,6 +65,10 @@ typedef struct mtli_fwd {
     bool train;        /* training mode: dropout active, batch statistics used and updated */
     float *scratch;    /* scratch_floats(B) floats, kept until the matching backward */
     mtli_rng *rng;     /* for stochastic layers */
+    /* Sequence batches: lengths[b] = number of valid leading positions of sample b (the ids
+     * before its first -1 padding), B entries; NULL when the batch is not a sequence batch
+     * (then every sample is full length). Read by lstm/gru. */
+    const int32_t *lengths;
 } mtli_fwd;
 
 typedef struct mtli_bwd {
@@ -75,6 +79,7 @@ typedef struct mtli_bwd {
     float *dparams;    /* the layer's gradient slice (same layout as params); accumulate */
     size_t B;
     const float *scratch;
+    const int32_t *lengths; /* as in mtli_fwd (the same values as the matching forward) */
 } mtli_bwd;
 
 typedef struct mtli_layer_ops {
@@ -138,7 +143,18 @@ typedef struct mtli_layer_opts {
      * pools their kernel), dilation is 1. */
     int64_t kernel[2], stride[2], padding[2], dilation[2];
     int count_include_pad;  /* avg_pool2d: padded zeros count in the divisor (default 1) */
+    /* Sequences. embedding: pooling MTLI_POOL_NONE keeps one vector per position. */
+    int64_t hidden;         /* lstm, gru: hidden size (required) */
+    int bidirectional;      /* lstm, gru: 0 (default) or 1 */
+    int rnn_pooling;        /* lstm, gru: MTLI_RNN_* (default MTLI_RNN_NONE) */
 } mtli_layer_opts;
+
+/* opts.pooling of embedding: sum, mean (default), none (per-position vectors [L, E]). */
+enum { MTLI_POOL_SUM = 0, MTLI_POOL_MEAN = 1, MTLI_POOL_NONE = 2 };
+/* opts.rnn_pooling of lstm/gru ("pooling" key): none = per-token states [L, H*dirs]
+ * (zeros at padding); last = [H*dirs]: the forward direction's state at the last valid
+ * token and the backward direction's state at token 0; mean / sum over the valid tokens. */
+enum { MTLI_RNN_NONE = 0, MTLI_RNN_LAST = 1, MTLI_RNN_MEAN = 2, MTLI_RNN_SUM = 3 };
 
 struct mtli_layer {
     const mtli_layer_ops *ops;
@@ -157,7 +173,7 @@ struct mtli_layer {
 
 /* Registry (layers/registry.c): find the ops for a kind name ("linear", "relu", "leaky_relu",
  * "gelu", "tanh", "sigmoid", "dropout", "layer_norm", "batch_norm", "embedding", "conv2d",
- * "max_pool2d", "avg_pool2d", "flatten", "dropout2d", "batch_norm2d"). */
+ * "max_pool2d", "avg_pool2d", "flatten", "dropout2d", "batch_norm2d", "lstm", "gru"). */
 const mtli_layer_ops *mtli_layer_find(const char *kind);
 /* The same, failing with MTL_ERR_INVALID_ARGUMENT ("unknown layer kind 'x' (expected ...)")
  * when the name is not registered. */
@@ -169,14 +185,20 @@ void mtli_layer_opts_default(mtli_layer_opts *o);
 /* Apply one option by key; a key the kind does not use, or an unknown one, is
  * MTL_ERR_INVALID_ARGUMENT naming the key and kind; a value out of range is MTL_ERR_RANGE.
  * Keys by kind (documented in docs/guide.md), defaults as PyTorch's:
- *   linear      out (int >= 1, required), bias (0/1, default 1), init, bias_init, std, gain
+ *   linear      out (int >= 1, required), bias (0/1, default 1), init, bias_init, std, gain;
+ *               on a [L, F] input it applies to each position (as nn.Linear on the last
+ *               dimension), giving [L, out]; [C, H, W] inputs are flattened
  *   leaky_relu  slope (double, default 0.01)
  *   gelu        approximate ("none" default, "tanh")
  *   dropout     p (double in [0, 1), default 0.5)
  *   layer_norm  eps (> 0, default 1e-5), affine (0/1, default 1)
  *   batch_norm  eps, momentum ([0, 1], default 0.1), affine
  *   embedding   out (embedding dim, required), num_embeddings (required), pooling ("sum",
- *               "mean" default as EmbeddingBag), init, std, gain
+ *               "mean" default as EmbeddingBag, "none": one vector per position, [L, out]),
+ *               init, std, gain
+ *   lstm, gru   hidden (required), bidirectional (0), pooling ("none" default: per-token
+ *               states, "last", "mean", "sum"), bias (1); input [L, features] per sample;
+ *               parameters and initialisation as nn.LSTM / nn.GRU (see rnn.c)
  *   conv2d      out (channels, required), kernel (or kernel_h and kernel_w, required),
  *               stride (1), padding (0), dilation (1) (each also as _h/_w), bias (1), init,
  *               bias_init, std, gain; defaults as nn.Conv2d (kaiming_uniform(a=sqrt(5))
@@ -287,6 +309,16 @@ extern const mtli_layer_ops mtli_conv2d_ops;                          /* conv.c 
 extern const mtli_layer_ops mtli_max_pool2d_ops, mtli_avg_pool2d_ops; /* pool.c */
 extern const mtli_layer_ops mtli_flatten_ops, mtli_batch_norm2d_ops;  /* shape.c */
 extern const mtli_layer_ops mtli_dropout2d_ops;                       /* dropout.c */
+extern const mtli_layer_ops mtli_lstm_ops, mtli_gru_ops;              /* rnn.c */
+
+/* Sequences (embedding.c). An embedding with pooling "none" on ids [L] per sample is a
+ * sequence embedding: its forward writes the batch's lengths (int32, B entries) into its
+ * scratch, and its check requires each sample to be valid ids followed only by -1 padding,
+ * with at least one valid id (MTL_ERR_INVALID_ARGUMENT naming the sample and position).
+ * mtli_embedding_lengths returns those lengths for such a layer and its scratch (valid after
+ * its forward until the next one), NULL for any other layer. */
+bool mtli_embedding_is_sequence(const mtli_layer *l);
+const int32_t *mtli_embedding_lengths(const mtli_layer *l, const float *scratch);
 
 /* The backward of T stacked gradient streams (see backward_stacked in mtli_layer_ops):
  * the kind's own implementation, or T calls of backward (dparams_t zeroed first, since

@@ -1,7 +1,10 @@
 /* Fully connected layer, as torch.nn.Linear: weight [out, in], bias [out], y = x W^T + b.
- * The input is each sample's flattened features, whatever its per-sample dims. */
+ * A [L, F] sample (a sequence) is L rows of F features, as nn.Linear applies to the last
+ * dimension: in = F, the output is [L, out] and the products run over B*L rows. Otherwise
+ * the input is each sample's flattened features ([F], or [C, H, W] as C*H*W). */
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 #include "kernels/gemm.h"
 #include "layers/layer.h"
@@ -13,19 +16,41 @@ static mtl_status linear_setup(mtli_layer *l)
         return mtli_error(MTL_ERR_INVALID_ARGUMENT,
                           "linear: option 'out' (output features) must be set to 1..%d, got %lld",
                           INT32_MAX, (long long)l->opts.out);
-    l->out_ndim = 1;
-    l->out_dims[0] = l->opts.out;
-    l->out_features = (size_t)l->opts.out;
-    int64_t wshape[2] = {l->opts.out, (int64_t)l->in_features};
+    int64_t in = (int64_t)l->in_features;
+    if (l->in_ndim == 2) {
+        size_t n;
+        if (!mtli_mul_size((size_t)l->in_dims[0], (size_t)l->opts.out, &n))
+            return mtli_error(MTL_ERR_RANGE, "linear: output of %lld x %lld is too large",
+                              (long long)l->in_dims[0], (long long)l->opts.out);
+        in = l->in_dims[1];
+        l->out_ndim = 2;
+        l->out_dims[0] = l->in_dims[0];
+        l->out_dims[1] = l->opts.out;
+        l->out_features = n;
+    } else {
+        l->out_ndim = 1;
+        l->out_dims[0] = l->opts.out;
+        l->out_features = (size_t)l->opts.out;
+    }
+    int64_t wshape[2] = {l->opts.out, in};
     MTLI_TRY(mtli_layer_add_param(l, "weight", 2, wshape, false, false));
     if (l->opts.bias)
         MTLI_TRY(mtli_layer_add_param(l, "bias", 1, &l->opts.out, false, true));
     return MTL_OK;
 }
 
+/* Per-row sizes: rows per sample, input and output features per row. */
+static void geometry(const mtli_layer *l, size_t *rows, size_t *in, size_t *out)
+{
+    *rows = l->in_ndim == 2 ? (size_t)l->in_dims[0] : 1;
+    *in = l->in_features / *rows;
+    *out = (size_t)l->opts.out;
+}
+
 static void linear_init(mtli_layer *l, mtli_rng *rng)
 {
-    size_t in = l->in_features, out = l->out_features;
+    size_t rows, in, out;
+    geometry(l, &rows, &in, &out);
     const mtli_layer_opts *o = &l->opts;
     mtli_init ws = o->weight_init == MTLI_INIT_DEFAULT ? MTLI_INIT_KAIMING_UNIFORM : o->weight_init;
     mtli_init_fill(l->params, in * out, ws, in, out, o->init_gain, o->init_std, rng);
@@ -42,10 +67,12 @@ static size_t linear_scratch(const mtli_layer *l, size_t B)
     return 0;
 }
 
-/* y[B, out] = x[B, in] W^T (+ b broadcast over rows) */
+/* y[B, out] = x[B, in] W^T (+ b broadcast over rows); B counts rows (samples x positions) */
 static void linear_forward(mtli_layer *l, const mtli_fwd *f)
 {
-    size_t in = l->in_features, out = l->out_features, B = f->B;
+    size_t rows, in, out;
+    geometry(l, &rows, &in, &out);
+    size_t B = f->B * rows;
     if (B == 0)
         return;
     const float *W = l->params;
@@ -63,7 +90,9 @@ static void linear_forward(mtli_layer *l, const mtli_fwd *f)
  * memory with x. */
 static void linear_backward(const mtli_layer *l, const mtli_bwd *b)
 {
-    size_t in = l->in_features, out = l->out_features, B = b->B;
+    size_t rows, in, out;
+    geometry(l, &rows, &in, &out);
+    size_t B = b->B * rows;
     if (B == 0)
         return;
     mtli_gemm(true, false, out, in, B, 1.0f, b->dy, out, b->x, in, 1.0f, b->dparams, in);
@@ -135,7 +164,10 @@ void mtli_layer_dots(size_t T, size_t n, const float *a, size_t lda, const float
 static void linear_backward_stacked(const mtli_layer *l, const mtli_bwd *b, int T,
                                     float *const *dparams_t)
 {
-    size_t in = l->in_features, out = l->out_features, B = b->B;
+    /* a sequence sample is `rows` rows: the products run over B*rows rows of per-row sizes */
+    size_t rows, in, out;
+    geometry(l, &rows, &in, &out);
+    const size_t B = b->B * rows;
     if (dparams_t)
         for (int t = 0; t < T; t++) {
             float *dp = dparams_t[t];
@@ -178,7 +210,9 @@ static size_t gram_blocks(size_t B)
 static double linear_gram_stacked(const mtli_layer *l, const mtli_bwd *b, int T, double *G,
                                   float *work, double *jac_macs, size_t *work_floats)
 {
-    const size_t in = l->in_features, out = l->out_features, B = b->B, Tz = (size_t)T;
+    size_t rows, in, out;
+    geometry(l, &rows, &in, &out);
+    const size_t B = b->B * rows, Tz = (size_t)T;
     const size_t nb = gram_blocks(B), bs = (B + nb - 1) / nb;
     if (!G) {
         double Bd = (double)B, Td = (double)T, ind = (double)in, outd = (double)out;

@@ -36,6 +36,8 @@ static const char *const k_avg_pool2d[] = {"kernel",    "kernel_h",  "kernel_w",
                                            "padding",   "padding_h", "padding_w",
                                            "count_include_pad", NULL};
 
+static const char *const k_rnn[] = {"hidden", "bidirectional", "pooling", "bias", NULL};
+
 static const kind_entry g_kinds[] = {
     {&mtli_linear_ops, k_linear},         {&mtli_relu_ops, k_none},
     {&mtli_leaky_relu_ops, k_leaky},      {&mtli_gelu_ops, k_gelu},
@@ -45,6 +47,7 @@ static const kind_entry g_kinds[] = {
     {&mtli_conv2d_ops, k_conv2d},         {&mtli_max_pool2d_ops, k_max_pool2d},
     {&mtli_avg_pool2d_ops, k_avg_pool2d}, {&mtli_flatten_ops, k_none},
     {&mtli_dropout2d_ops, k_dropout},     {&mtli_batch_norm2d_ops, k_batch_norm},
+    {&mtli_lstm_ops, k_rnn},              {&mtli_gru_ops, k_rnn},
 };
 #define NKINDS (sizeof g_kinds / sizeof g_kinds[0])
 
@@ -67,7 +70,8 @@ static const key_entry g_keys[] = {
     {"padding", MTLI_KEY_INT},       {"padding_h", MTLI_KEY_INT},
     {"padding_w", MTLI_KEY_INT},     {"dilation", MTLI_KEY_INT},
     {"dilation_h", MTLI_KEY_INT},    {"dilation_w", MTLI_KEY_INT},
-    {"count_include_pad", MTLI_KEY_INT},
+    {"count_include_pad", MTLI_KEY_INT}, {"hidden", MTLI_KEY_INT},
+    {"bidirectional", MTLI_KEY_INT},
 };
 
 const mtli_layer_ops *mtli_layer_find(const char *kind)
@@ -163,6 +167,9 @@ void mtli_layer_opts_default(mtli_layer_opts *o)
     o->init_gain = 1.0;
     /* kernel, stride, padding, dilation: 0 (kernel required, the others the kind's default) */
     o->count_include_pad = 1;
+    o->hidden = 0; /* required where used */
+    o->bidirectional = 0;
+    o->rnn_pooling = MTLI_RNN_NONE;
 }
 
 /* Common checks of the setters: arguments, known key, key used by the kind. */
@@ -226,18 +233,21 @@ static mtl_status apply_int(const mtli_layer_ops *ops, mtli_layer_opts *o, const
             pair[1] = v;
         return MTL_OK;
     }
-    if (strcmp(key, "out") == 0 || strcmp(key, "num_embeddings") == 0) {
+    if (strcmp(key, "out") == 0 || strcmp(key, "num_embeddings") == 0 ||
+        strcmp(key, "hidden") == 0) {
         if (v < 1 || v > INT32_MAX)
             return mtli_error(MTL_ERR_RANGE,
                               "layer option '%s' of kind '%s' must be in 1..%d, got %lld", key,
                               ops->kind, INT32_MAX, (long long)v);
         if (key[0] == 'o')
             o->out = v;
+        else if (key[0] == 'h')
+            o->hidden = v;
         else
             o->num_embeddings = v;
         return MTL_OK;
     }
-    /* bias, affine, count_include_pad: booleans */
+    /* bias, affine, count_include_pad, bidirectional: booleans */
     if (v != 0 && v != 1)
         return mtli_error(MTL_ERR_RANGE, "layer option '%s' of kind '%s' must be 0 or 1, got %lld",
                           key, ops->kind, (long long)v);
@@ -245,6 +255,8 @@ static mtl_status apply_int(const mtli_layer_ops *ops, mtli_layer_opts *o, const
         o->bias = (int)v;
     else if (strcmp(key, "count_include_pad") == 0)
         o->count_include_pad = (int)v;
+    else if (strcmp(key, "bidirectional") == 0)
+        o->bidirectional = (int)v;
     else
         o->affine = (int)v;
     return MTL_OK;
@@ -308,15 +320,29 @@ static const struct {
 static mtl_status apply_string(const mtli_layer_ops *ops, mtli_layer_opts *o, const char *key,
                                const char *v)
 {
+    if (strcmp(key, "pooling") == 0 && (ops == &mtli_lstm_ops || ops == &mtli_gru_ops)) {
+        static const char *const modes[] = {"none", "last", "mean", "sum"};
+        for (int i = 0; i < 4; i++)
+            if (strcmp(v, modes[i]) == 0) {
+                o->rnn_pooling = i; /* the MTLI_RNN_* order */
+                return MTL_OK;
+            }
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                          "layer option 'pooling' of kind '%s': unknown value '%s' (expected "
+                          "\"none\", \"last\", \"mean\" or \"sum\")",
+                          ops->kind, v);
+    }
     if (strcmp(key, "pooling") == 0) {
         if (strcmp(v, "sum") == 0)
-            o->pooling = 0;
+            o->pooling = MTLI_POOL_SUM;
         else if (strcmp(v, "mean") == 0)
-            o->pooling = 1;
+            o->pooling = MTLI_POOL_MEAN;
+        else if (strcmp(v, "none") == 0)
+            o->pooling = MTLI_POOL_NONE;
         else
             return mtli_error(MTL_ERR_INVALID_ARGUMENT,
                               "layer option 'pooling' of kind '%s': unknown value '%s' "
-                              "(expected \"sum\" or \"mean\")",
+                              "(expected \"sum\", \"mean\" or \"none\")",
                               ops->kind, v);
         return MTL_OK;
     }

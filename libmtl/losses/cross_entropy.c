@@ -9,7 +9,11 @@
  * PyTorch normalises the smoothing term by the same sum of target weights, not by the number
  * of samples. Gradient for row i: [ (1-eps) w_{y_i} (p - e_{y_i}) + (eps/C)(W p - w) ] / D with
  * p = softmax(z_i), W = sum_c w_c and D the denominator above. When D is 0 (every valid
- * target has weight 0) the loss and gradient are 0 instead of PyTorch's NaN. */
+ * target has weight 0) the loss and gradient are 0 instead of PyTorch's NaN.
+ *
+ * Token level (mtli_loss_eval_ce_rows with per = P positions): the B*P rows are tokens and
+ * the mean runs over every valid token of the batch, as F.cross_entropy on the flattened
+ * [B*P, C] logits with ignore_index=-1; mask entry i/P covers the P tokens of sample i. */
 #include <math.h>
 #include <string.h>
 
@@ -18,6 +22,13 @@
 void mtli_loss_eval_ce(const mtli_loss *L, const float *logits, size_t B, size_t C,
                        const int32_t *target, const mtl_tensor *mask, double *loss,
                        float *dlogits, float scale, size_t *count)
+{
+    mtli_loss_eval_ce_rows(L, logits, B, C, target, mask, 1, loss, dlogits, scale, count);
+}
+
+void mtli_loss_eval_ce_rows(const mtli_loss *L, const float *logits, size_t B, size_t C,
+                            const int32_t *target, const mtl_tensor *mask, size_t per,
+                            double *loss, float *dlogits, float scale, size_t *count)
 {
     const float *w = L->class_weights;
     const double eps = L->label_smoothing;
@@ -34,7 +45,7 @@ void mtli_loss_eval_ce(const mtli_loss *L, const float *logits, size_t B, size_t
     size_t n = 0;
     double denom = 0.0;
     for (size_t i = 0; i < B; i++) {
-        if (target[i] < 0 || !mtli_loss_keep(mask, i))
+        if (target[i] < 0 || !mtli_loss_keep(mask, i / per))
             continue;
         n++;
         denom += w ? (double)w[target[i]] : 1.0;
@@ -51,7 +62,7 @@ void mtli_loss_eval_ce(const mtli_loss *L, const float *logits, size_t B, size_t
     double total = 0.0;
     for (size_t i = 0; i < B; i++) {
         int32_t y = target[i];
-        if (y < 0 || !mtli_loss_keep(mask, i))
+        if (y < 0 || !mtli_loss_keep(mask, i / per))
             continue;
         const float *z = logits + i * C;
         double m = z[0];

@@ -209,6 +209,67 @@ mtl_status mtli_loss_check(const mtli_loss *L, const char *task, size_t B, size_
     return MTL_OK;
 }
 
+mtl_status mtli_loss_check_tokens(const mtli_loss *L, const char *task, size_t B, size_t P,
+                                  size_t C, const mtl_tensor *target, const mtl_tensor *mask)
+{
+    char sb[96];
+    if (task == NULL)
+        task = "?";
+    if (L == NULL)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT, "task '%s': loss is NULL", task);
+    if (target == NULL)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT, "task '%s': target is NULL", task);
+    if (L->kind != MTLI_LOSS_CROSS_ENTROPY)
+        return mtli_error(MTL_ERR_UNSUPPORTED,
+                          "task '%s': token-level targets need cross_entropy, the loss is %s",
+                          task, mtli_loss_kind_name(L->kind));
+    if (B == 0 || P == 0 || C == 0)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                          "task '%s': batch of %zu samples of %zu positions of %zu outputs, "
+                          "expected all >= 1",
+                          task, B, P, C);
+    MTLI_TRY(check_config(L, task, C));
+    if (mask)
+        MTLI_TRY(check_mask(task, B, mask));
+    if (target->dtype != MTL_INT32)
+        return mtli_error(MTL_ERR_SHAPE,
+                          "task '%s': token-level cross_entropy target has dtype %s, expected "
+                          "int32 class ids [%zu, %zu]",
+                          task, dtype_text(target->dtype), B, P);
+    if (target->ndim != 2 || (size_t)target->shape[0] != B || (size_t)target->shape[1] != P)
+        return mtli_error(MTL_ERR_SHAPE,
+                          "task '%s': token-level cross_entropy target has shape %s, expected "
+                          "[%zu, %zu] (one class id per position, -1 = ignored)",
+                          task, shape_text(target, sb, sizeof sb), B, P);
+    const int32_t *y = target->data;
+    for (size_t i = 0; i < B; i++) {
+        if (!mtli_loss_keep(mask, i))
+            continue;
+        for (size_t t = 0; t < P; t++) {
+            int32_t v = y[i * P + t];
+            if (v < -1 || (v >= 0 && (size_t)v >= C))
+                return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                                  "task '%s': target of sample %zu, position %zu is class %d, "
+                                  "expected 0..%zu (or -1 for padding / missing)",
+                                  task, i, t, (int)v, C - 1);
+        }
+    }
+    return MTL_OK;
+}
+
+void mtli_loss_eval_tokens(const mtli_loss *L, const float *logits, size_t B, size_t P,
+                           size_t C, const mtl_tensor *target, const mtl_tensor *mask,
+                           double *loss, float *dlogits, float scale, size_t *count)
+{
+    double l = 0.0;
+    size_t n = 0;
+    mtli_loss_eval_ce_rows(L, logits, B * P, C, target->data, mask, P, &l, dlogits, scale, &n);
+    if (loss)
+        *loss = l;
+    if (count)
+        *count = n;
+}
+
 void mtli_loss_eval(const mtli_loss *L, const float *logits, size_t B, size_t C,
                     const mtl_tensor *target, const mtl_tensor *mask, double *loss,
                     float *dlogits, float scale, size_t *count)

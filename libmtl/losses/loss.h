@@ -64,4 +64,18 @@ void mtli_loss_activate(const mtli_loss *L, const float *logits, float *out, siz
 
 void mtli_loss_clear(mtli_loss *L);
 
+/* Token-level cross_entropy, for a head whose output is [P, C] per sample (one row of C
+ * logits per position of a sequence): logits [B, P, C] are B*P rows; target int32 [B, P]
+ * class ids, -1 = ignored (padding or missing); mask (optional) [B] drops whole samples.
+ * The loss is the mean over the valid tokens of the batch (F.cross_entropy of the [B*P, C]
+ * logits with ignore_index=-1); class weights and label smoothing apply per token. *count
+ * receives the number of valid tokens. Other loss kinds are MTL_ERR_UNSUPPORTED; bad shapes
+ * or ids as mtli_loss_check (naming sample and position). For the probabilities, call
+ * mtli_loss_activate with B*P rows of C. */
+mtl_status mtli_loss_check_tokens(const mtli_loss *L, const char *task, size_t B, size_t P,
+                                  size_t C, const mtl_tensor *target, const mtl_tensor *mask);
+void mtli_loss_eval_tokens(const mtli_loss *L, const float *logits, size_t B, size_t P,
+                           size_t C, const mtl_tensor *target, const mtl_tensor *mask,
+                           double *loss, float *dlogits, float scale, size_t *count);
+
 #endif

@@ -23,6 +23,12 @@ void mtli_loss_eval_ce(const mtli_loss *L, const float *logits, size_t B, size_t
                        const int32_t *target, const mtl_tensor *mask, double *loss,
                        float *dlogits, float scale, size_t *count);
 
+/* The same over B rows whose mask entries cover `per` consecutive rows each (tokens of a
+ * sample: mask entry i / per). */
+void mtli_loss_eval_ce_rows(const mtli_loss *L, const float *logits, size_t B, size_t C,
+                            const int32_t *target, const mtl_tensor *mask, size_t per,
+                            double *loss, float *dlogits, float scale, size_t *count);
+
 /* bce with logits: target [B, C] floats in [0, 1], NaN = missing. */
 void mtli_loss_eval_bce(const mtli_loss *L, const float *logits, size_t B, size_t C,
                         const float *target, const mtl_tensor *mask, double *loss,

@@ -161,6 +161,18 @@ mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
                                   const mtl_tensor *const *masks, bool train, const char *fn,
                                   size_t *B);
 
+/* Whether head h (of a built model) is token-level: a cross_entropy head whose output is
+ * [positions, classes] per sample; its targets are then int32 [B, positions] (step.c). */
+bool mtli_head_tokens(const mtl_head *h, size_t *positions, size_t *classes);
+/* A head's loss over B samples, token-level or not: validate the target (and mask; for a
+ * token-level head on a sequence batch also that padding positions of input, which may be
+ * NULL, have target -1), and evaluate (mtli_loss_eval with scale 1, or its token form). */
+mtl_status mtli_head_loss_check(const mtl_model *m, const mtl_head *h,
+                                const mtl_tensor *input, size_t B, const mtl_tensor *target,
+                                const mtl_tensor *mask);
+void mtli_head_loss_eval(const mtl_head *h, const float *out, size_t B,
+                         const mtl_tensor *target, const mtl_tensor *mask, double *loss,
+                         float *dlogits, size_t *cnt);
 
 /* Per-task-gradient engine (engine.c). */
 void mtli_engine_free(mtl_model *m);

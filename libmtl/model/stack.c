@@ -40,7 +40,8 @@ mtl_status mtli_stack_add(mtli_stack *s, const char *kind, int *index, const cha
         return mtli_error(MTL_ERR_NOT_FOUND,
                           "%s: unknown layer kind '%s' (expected linear, relu, leaky_relu, gelu, "
                           "tanh, sigmoid, dropout, layer_norm, batch_norm, embedding, conv2d, "
-                          "max_pool2d, avg_pool2d, flatten, dropout2d or batch_norm2d)",
+                          "max_pool2d, avg_pool2d, flatten, dropout2d, batch_norm2d, lstm or "
+                          "gru)",
                           owner, kind);
     if (s->nlayers == s->cap) {
         int ncap = s->cap ? s->cap * 2 : 8;
@@ -112,14 +113,26 @@ mtl_status mtli_stack_setup(mtli_stack *s, int in_ndim, const int64_t *in_dims,
     return MTL_OK;
 }
 
+/* The lengths of the current sequence batch: a trunk that starts with a sequence embedding
+ * keeps them in that layer's scratch (written by its forward, which runs before any layer
+ * that reads them); NULL otherwise. */
+static const int32_t *stack_lengths(const mtli_stack *s)
+{
+    const mtli_stack *t = &s->model->trunk.s;
+    if (t->nlayers == 0 || !t->scratch)
+        return NULL;
+    return mtli_embedding_lengths(&t->layers[0], t->scratch[0]);
+}
+
 const float *mtli_stack_forward(mtli_stack *s, const float *x, size_t B, bool train,
                                 mtli_rng *rng)
 {
     const float *in = x;
+    const int32_t *lengths = stack_lengths(s);
     for (int i = 0; i < s->nlayers; i++) {
         mtli_layer *l = &s->layers[i];
         mtli_fwd f = {.x = in, .y = s->act[i], .B = B, .train = train,
-                      .scratch = s->scratch[i], .rng = rng};
+                      .scratch = s->scratch[i], .rng = rng, .lengths = lengths};
         l->ops->forward(l, &f);
         in = s->act[i];
     }
@@ -132,6 +145,7 @@ void mtli_stack_backward_range(mtli_stack *s, const float *x, int lo, int hi, co
     mtl_model *m = s->model;
     float *bufs[2] = {m->bwd_a, m->bwd_b};
     int which = 0;
+    const int32_t *lengths = stack_lengths(s);
     for (int i = hi; i >= lo; i--) {
         const mtli_layer *l = &s->layers[i];
         float *out = i == lo ? dx : bufs[which];
@@ -143,7 +157,8 @@ void mtli_stack_backward_range(mtli_stack *s, const float *x, int lo, int hi, co
                       .dx = out,
                       .dparams = l->nparams ? dparams_base + (l->params - m->params) : NULL,
                       .B = B,
-                      .scratch = s->scratch[i]};
+                      .scratch = s->scratch[i],
+                      .lengths = lengths};
         l->ops->backward(l, &b);
         dy = out;
         which ^= 1;
@@ -202,6 +217,7 @@ const float *mtli_stack_backward_stacked(mtli_stack *s, const float *x, int lo, 
                                          bool want_dx, const mtli_stacked *st)
 {
     int which = 0;
+    const int32_t *lengths = stack_lengths(s);
     for (int i = s->nlayers - 1; i >= lo; i--) {
         const mtli_layer *l = &s->layers[i];
         bool need_dx = i > lo || want_dx;
@@ -217,7 +233,8 @@ const float *mtli_stack_backward_stacked(mtli_stack *s, const float *x, int lo, 
                       .dx = out,
                       .dparams = NULL,
                       .B = st->B,
-                      .scratch = s->scratch[i]};
+                      .scratch = s->scratch[i],
+                      .lengths = lengths};
         stacked_layer(s, l, &b, st, st->route ? st->route[i] : MTLI_ROUTE_ROWS);
         dy = out;
         which ^= 1;

@@ -8,6 +8,73 @@
 #include "model/model_internal.h"
 #include "optim/optim.h"
 
+/* ---- token-level heads ------------------------------------------------------------------
+ * A cross_entropy head whose output is [P, C] per sample (a linear over per-token states)
+ * is token-level: its target is int32 [B, P], one class id per position with -1 ignored, and
+ * its loss is the mean over valid tokens (losses/loss.h, mtli_loss_check_tokens). On a
+ * sequence batch (int32 ids [L] into a trunk that starts with an embedding with pooling
+ * "none"), a padding position (input id -1) must have target -1: the batch checks reject
+ * anything else, so a padded position never counts in a loss. */
+
+bool mtli_head_tokens(const mtl_head *h, size_t *positions, size_t *classes)
+{
+    const mtl_model *m = h->s.model;
+    const mtli_stack *t = &m->trunk.s;
+    int ndim = m->input_ndim;
+    const int64_t *dims = m->input_shape;
+    if (h->s.nlayers) {
+        ndim = h->s.layers[h->s.nlayers - 1].out_ndim;
+        dims = h->s.layers[h->s.nlayers - 1].out_dims;
+    } else if (t->nlayers) {
+        ndim = t->layers[t->nlayers - 1].out_ndim;
+        dims = t->layers[t->nlayers - 1].out_dims;
+    }
+    if (h->loss.kind != MTLI_LOSS_CROSS_ENTROPY || ndim != 2)
+        return false;
+    *positions = (size_t)dims[0];
+    *classes = (size_t)dims[1];
+    return true;
+}
+
+mtl_status mtli_head_loss_check(const mtl_model *m, const mtl_head *h,
+                                const mtl_tensor *input, size_t B, const mtl_tensor *target,
+                                const mtl_tensor *mask)
+{
+    size_t P, C;
+    if (!mtli_head_tokens(h, &P, &C))
+        return mtli_loss_check(&h->loss, h->name, B, h->s.out_features, target, mask);
+    MTLI_TRY(mtli_loss_check_tokens(&h->loss, h->name, B, P, C, target, mask));
+    const mtli_stack *t = &m->trunk.s;
+    if (!input || !t->nlayers || !mtli_embedding_is_sequence(&t->layers[0]) ||
+        (size_t)m->input_shape[0] != P)
+        return MTL_OK;
+    const int32_t *y = target->data;
+    for (size_t b = 0; b < B; b++) {
+        if (mask && (mask->dtype == MTL_INT32 ? ((const int32_t *)mask->data)[b] == 0
+                                              : ((const float *)mask->data)[b] == 0.0f))
+            continue;
+        for (size_t i = 0; i < P; i++)
+            if (mtli_layer_id_at(input->data, b * P + i) == -1 && y[b * P + i] != -1)
+                return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                                  "head '%s': sample %zu, position %zu is padding (input id -1) "
+                                  "but its target is %d, expected -1",
+                                  h->name, b, i, (int)y[b * P + i]);
+    }
+    return MTL_OK;
+}
+
+void mtli_head_loss_eval(const mtl_head *h, const float *out, size_t B,
+                         const mtl_tensor *target, const mtl_tensor *mask, double *loss,
+                         float *dlogits, size_t *cnt)
+{
+    size_t P, C;
+    if (mtli_head_tokens(h, &P, &C))
+        mtli_loss_eval_tokens(&h->loss, out, B, P, C, target, mask, loss, dlogits, 1.0f, cnt);
+    else
+        mtli_loss_eval(&h->loss, out, B, h->s.out_features, target, mask, loss, dlogits, 1.0f,
+                       cnt);
+}
+
 mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
                                   const mtl_tensor *const *targets,
                                   const mtl_tensor *const *masks, bool train, const char *fn,
@@ -62,8 +129,7 @@ mtl_status mtli_model_check_batch(mtl_model *m, const mtl_tensor *input,
             }
             any = 1;
             mtl_head *h = m->heads[t];
-            MTLI_TRY(mtli_loss_check(&h->loss, h->name, B, h->s.out_features, targets[t],
-                                     masks ? masks[t] : NULL));
+            MTLI_TRY(mtli_head_loss_check(m, h, input, B, targets[t], masks ? masks[t] : NULL));
         }
         if (!any)
             return mtli_error(MTL_ERR_INVALID_ARGUMENT, "%s: every target is NULL", fn);
@@ -129,8 +195,8 @@ static mtl_status run(mtl_model *m, mtl_weighting *w, const mtl_tensor *input,
         const float *out = mtli_stack_forward(&h->s, Z, B, train, &m->rng);
         size_t cnt;
         double L;
-        mtli_loss_eval(&h->loss, out, B, h->s.out_features, targets[t], masks ? masks[t] : NULL,
-                       &L, backward ? h->dlogits : NULL, 1.0f, &cnt);
+        mtli_head_loss_eval(h, out, B, targets[t], masks ? masks[t] : NULL, &L,
+                       backward ? h->dlogits : NULL, &cnt);
         m->task_loss[t] = L;
         if (!isfinite(L)) {
             st = mtli_error(MTL_ERR_NUMERIC, "head '%s': the loss is %g (not finite)", h->name,
@@ -331,7 +397,10 @@ MTL_API mtl_status mtl_model_output(const mtl_model *m, int head, mtl_tensor *ds
         src = m->trunk.s.nlayers ? m->trunk.s.act[m->trunk.s.nlayers - 1] : NULL;
     if (!src)
         return mtli_error(MTL_ERR_STATE, "mtl_model_output: model without layers");
-    if (kind == MTL_OUTPUT_PROBABILITIES)
+    size_t P, Ct;
+    if (kind == MTL_OUTPUT_PROBABILITIES && mtli_head_tokens(h, &P, &Ct))
+        mtli_loss_activate(&h->loss, src, dst->data, m->last_batch * P, Ct); /* per token */
+    else if (kind == MTL_OUTPUT_PROBABILITIES)
         mtli_loss_activate(&h->loss, src, dst->data, m->last_batch, C);
     else
         memcpy(dst->data, src, n * sizeof(float));
@@ -413,8 +482,8 @@ static mtl_status check_multi(mtl_model *m, const mtl_tensor *const *inputs,
                               inputs[t] ? "target" : "input");
         mtl_status st = mtli_model_check_batch(m, inputs[t], NULL, NULL, train, fn, &Bs[t]);
         if (st == MTL_OK)
-            st = mtli_loss_check(&h->loss, h->name, Bs[t], h->s.out_features, targets[t],
-                                 masks ? masks[t] : NULL);
+            st = mtli_head_loss_check(m, h, inputs[t], Bs[t], targets[t],
+                                      masks ? masks[t] : NULL);
         if (st != MTL_OK) {
             mtli_error_prefix("task '%s'", h->name);
             return st;
@@ -450,8 +519,8 @@ static mtl_status run_multi(mtl_model *m, mtl_weighting *w, const mtl_tensor *co
         const float *out = mtli_stack_forward(&h->s, Z, Bs[t], backward, &m->rng);
         size_t cnt;
         double L;
-        mtli_loss_eval(&h->loss, out, Bs[t], h->s.out_features, targets[t],
-                       masks ? masks[t] : NULL, &L, backward ? h->dlogits : NULL, 1.0f, &cnt);
+        mtli_head_loss_eval(h, out, Bs[t], targets[t], masks ? masks[t] : NULL, &L,
+                       backward ? h->dlogits : NULL, &cnt);
         m->task_loss[t] = L;
         if (!isfinite(L))
             return mtli_error(MTL_ERR_NUMERIC, "head '%s': the loss is %g (not finite)", h->name,

@@ -14,7 +14,9 @@ typedef struct {
     float b1, omb1, b2, omb2, eps, bc2s, nstep, wd, decay;
 } adam_coef;
 
-static void adam_loop(float *restrict p, const float *restrict g, float *restrict m,
+/* always inlined: each call site has constant flags, so the flag tests leave the loop and it
+ * vectorises */
+static inline __attribute__((always_inline)) void adam_loop(float *restrict p, const float *restrict g, float *restrict m,
                       float *restrict v, float *restrict vmax, size_t n, adam_coef c,
                       int decoupled, int amsgrad)
 {

@@ -14,7 +14,7 @@ typedef struct {
     float alpha, oma, eps, wd, mom, nlr;
 } rms_coef;
 
-static void rms_loop(float *restrict p, const float *restrict g, float *restrict s,
+static inline __attribute__((always_inline)) void rms_loop(float *restrict p, const float *restrict g, float *restrict s,
                      float *restrict b, float *restrict a, size_t n, rms_coef c, int centered,
                      int momentum)
 {

@@ -182,7 +182,8 @@ int mtli_eval_slot(const mtl_dataset *ds, int head, int nheads, int multi)
 
 typedef struct {
     int head, slot;
-    size_t C;
+    size_t C;            /* outputs per sample */
+    size_t P;            /* positions per sample: 1, or a token-level head's P (C = P x classes) */
     float *raw;          /* [N, C] outputs */
     mtl_tensor *target;  /* gathered [N, ...] */
     mtl_tensor *mask;    /* gathered [N] or NULL */
@@ -234,24 +235,26 @@ static mtl_status add_per_class(mtl_eval_result *r, const char *prefix, const ch
     return st;
 }
 
-/* Classification metrics for a cross_entropy head or a one-output bce head. */
+/* Classification metrics for a cross_entropy head or a one-output bce head. A token-level
+ * head's rows are its tokens: P per sample, each of C classes (-1 targets skipped). */
 static mtl_status class_metrics(mtl_eval_result *r, const char *prefix, const mtl_head *h,
-                                head_eval *e, size_t N, const char *list)
+                                head_eval *e, size_t nsamples, const char *list)
 {
+    const size_t P = e->P, C = e->C / P, N = nsamples * P;
     static const char *ce_default = "accuracy,precision_macro,recall_macro,f1_macro";
     static const char *bce_default = "accuracy,precision,recall,f1,roc_auc";
     bool bce = h->loss.kind == MTLI_LOSS_BCE;
-    int K = bce ? 2 : (int)e->C;
+    int K = bce ? 2 : (int)C;
     int32_t *labels = mtli_malloc(N * sizeof *labels);
     int32_t *ids = mtli_malloc(N * sizeof *ids);
-    float *prob = mtli_malloc(N * e->C * sizeof *prob);
+    float *prob = mtli_malloc(N * C * sizeof *prob);
     mtl_tensor *tl = NULL, *tids = NULL, *tscores = NULL;
     mtl_status st = MTL_OK;
     if (!labels || !ids || !prob) {
-        st = mtli_oom("evaluation labels", N * (8 + e->C * 4));
+        st = mtli_oom("evaluation labels", N * (8 + C * 4));
         goto done;
     }
-    mtli_loss_activate(&h->loss, e->raw, prob, N, e->C);
+    mtli_loss_activate(&h->loss, e->raw, prob, N, C);
     int64_t nvalid = 0;
     int seen[2] = {0, 0};
     for (size_t i = 0; i < N; i++) {
@@ -262,16 +265,17 @@ static mtl_status class_metrics(mtl_eval_result *r, const char *prefix, const mt
             ids[i] = prob[i] >= 0.5f ? 1 : 0;
         } else {
             y = ((const int32_t *)e->target->data)[i];
-            const float *row = prob + i * e->C;
+            const float *row = prob + i * C;
             int best = 0;
-            for (size_t c = 1; c < e->C; c++)
+            for (size_t c = 1; c < C; c++)
                 if (row[c] > row[best])
                     best = (int)c;
             ids[i] = best;
         }
         if (e->mask) {
-            bool drop = e->mask->dtype == MTL_INT32 ? ((const int32_t *)e->mask->data)[i] == 0
-                                                     : ((const float *)e->mask->data)[i] == 0.0f;
+            size_t s = i / P; /* the sample of row i */
+            bool drop = e->mask->dtype == MTL_INT32 ? ((const int32_t *)e->mask->data)[s] == 0
+                                                     : ((const float *)e->mask->data)[s] == 0.0f;
             if (drop)
                 y = -1;
         }
@@ -286,7 +290,7 @@ static mtl_status class_metrics(mtl_eval_result *r, const char *prefix, const mt
         (st = wrap(&tids, MTL_INT32, ids, (int64_t)N, 0)) != MTL_OK)
         goto done;
     /* AUC reads the positive class's score: sigmoid output, or softmax [N, 2] */
-    if ((st = wrap(&tscores, MTL_FLOAT32, prob, (int64_t)N, bce ? 0 : (int64_t)e->C)) != MTL_OK)
+    if ((st = wrap(&tscores, MTL_FLOAT32, prob, (int64_t)N, bce ? 0 : (int64_t)C)) != MTL_OK)
         goto done;
     const char *p = list && *list ? list : (bce ? bce_default : ce_default);
     char name[64];
@@ -509,6 +513,10 @@ static mtl_status evaluate_group(mtl_eval_result *r, mtl_model *m, const mtl_dat
     for (int k = 0; k < ne && st == MTL_OK; k++) {
         mtl_head *h = m->heads[e[k].head];
         e[k].C = h->s.out_features;
+        size_t ncls;
+        bool tokens = mtli_head_tokens(h, &e[k].P, &ncls);
+        if (!tokens)
+            e[k].P = 1;
         e[k].raw = mtli_malloc(N * e[k].C * sizeof(float));
         if (!e[k].raw) {
             st = mtli_oom("evaluation outputs", N * e[k].C * sizeof(float));
@@ -517,8 +525,12 @@ static mtl_status evaluate_group(mtl_eval_result *r, mtl_model *m, const mtl_dat
         st = gather_all(&e[k].target, ds->targets[e[k].slot], ds);
         if (st == MTL_OK && ds->masks[e[k].slot])
             st = gather_all(&e[k].mask, ds->masks[e[k].slot], ds);
+        mtl_tensor *input = NULL; /* a token-level head's padding needs target -1 */
+        if (st == MTL_OK && tokens)
+            st = gather_all(&input, ds->inputs, ds);
         if (st == MTL_OK)
-            st = mtli_loss_check(&h->loss, h->name, N, e[k].C, e[k].target, e[k].mask);
+            st = mtli_head_loss_check(m, h, input, N, e[k].target, e[k].mask);
+        mtl_tensor_free(input);
         if (st != MTL_OK)
             mtli_error_prefix("%s", fn);
     }
@@ -536,8 +548,7 @@ static mtl_status evaluate_group(mtl_eval_result *r, mtl_model *m, const mtl_dat
             break;
         double L;
         size_t cnt;
-        mtli_loss_eval(&h->loss, e[k].raw, N, e[k].C, e[k].target, e[k].mask, &L, NULL, 1.0f,
-                       &cnt);
+        mtli_head_loss_eval(h, e[k].raw, N, e[k].target, e[k].mask, &L, NULL, &cnt);
         if (cnt == 0) {
             L = NAN;
         } else {

@@ -651,3 +651,180 @@ MTL_API mtl_status mtl_metric_compute(double *out, const char *name, const mtl_t
     }
     return mtli_error(MTL_ERR_INTERNAL, "%s: metric table entry %d is broken", fn, i);
 }
+
+/* ---- entity-level F1 (BIO / IOBES tags) ------------------------------------------------- */
+
+/* One tag: its prefix ('O', 'B', 'I', 'E', 'S') and its entity type as the index of the
+ * first tag with the same type text. */
+typedef struct {
+    char prefix;
+    int type;
+} ent_tag;
+
+/* Chunk boundaries as conlleval defines them (seqeval's port, which adds the IOBES 'S'):
+ * whether a chunk ends before / starts at a token with prefix `tag` and type `type`, given
+ * the previous token's. For BIO this is conlleval exactly; an I- after O or after another
+ * type starts a new entity. */
+static bool ent_end(char prev, char tag, int prev_type, int type)
+{
+    if (prev == 'E' || prev == 'S')
+        return true;
+    if ((prev == 'B' || prev == 'I') && (tag == 'B' || tag == 'S' || tag == 'O'))
+        return true;
+    return prev != 'O' && prev_type != type;
+}
+
+static bool ent_start(char prev, char tag, int prev_type, int type)
+{
+    if (tag == 'B' || tag == 'S')
+        return true;
+    if ((prev == 'E' || prev == 'S' || prev == 'O') && (tag == 'E' || tag == 'I'))
+        return true;
+    return tag != 'O' && prev_type != type;
+}
+
+/* Streaming chunker of one tag sequence. */
+typedef struct {
+    char prev;
+    int prev_type;
+    int64_t start; /* start of the open chunk */
+} ent_state;
+
+/* Feed the token at position k (the tag, or the closing 'O' after the sequence); returns
+ * whether a chunk closed before it and reports that chunk's start and type. */
+static bool ent_feed(ent_state *s, char tag, int type, int64_t k, int64_t *cstart, int *ctype)
+{
+    bool closed = ent_end(s->prev, tag, s->prev_type, type);
+    if (closed) {
+        *cstart = s->start;
+        *ctype = s->prev_type;
+    }
+    if (ent_start(s->prev, tag, s->prev_type, type))
+        s->start = k;
+    s->prev = tag;
+    s->prev_type = type;
+    return closed;
+}
+
+static mtl_status parse_tags(ent_tag *tags, const char *const *names, int ntags, const char *fn)
+{
+    for (int i = 0; i < ntags; i++) {
+        const char *s = names[i];
+        if (!s)
+            return mtli_error(MTL_ERR_INVALID_ARGUMENT, "%s: tag name %d is NULL", fn, i);
+        const char *type = NULL;
+        if (strcmp(s, "O") == 0) {
+            tags[i].prefix = 'O';
+            tags[i].type = -1;
+            continue;
+        }
+        if (strchr("BIES", s[0]) && s[0] != '\0' && s[1] == '-' && s[2] != '\0')
+            type = s + 2;
+        if (!type)
+            return mtli_error(MTL_ERR_INVALID_ARGUMENT,
+                              "%s: tag %d is '%s', expected \"O\" or B-, I-, E-, S- and a type "
+                              "(\"B-PER\")",
+                              fn, i, s);
+        tags[i].prefix = s[0];
+        tags[i].type = i;
+        for (int j = 0; j < i; j++)
+            if (tags[j].prefix != 'O' && strcmp(names[j] + 2, type) == 0) {
+                tags[i].type = tags[j].type;
+                break;
+            }
+    }
+    return MTL_OK;
+}
+
+MTL_API mtl_status mtl_metric_entity_f1(double *f1, const mtl_tensor *pred_tags,
+                                        const mtl_tensor *true_tags,
+                                        const char *const *tag_names, int ntags)
+{
+    static const char *fn = "mtl_metric_entity_f1";
+    MTLI_CHECK_NULL(f1, fn);
+    MTLI_CHECK_NULL(pred_tags, fn);
+    MTLI_CHECK_NULL(true_tags, fn);
+    MTLI_CHECK_NULL(tag_names, fn);
+    if (ntags < 1)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT, "%s: ntags is %d, expected >= 1", fn, ntags);
+    const mtl_tensor *y = true_tags, *p = pred_tags;
+    if (y->dtype != MTL_INT32 || (y->ndim != 1 && y->ndim != 2))
+        return mtli_error(MTL_ERR_SHAPE,
+                          "%s: true_tags must be int32 [B, L] (or [L]), got %s with %d "
+                          "dimensions",
+                          fn, y->dtype == MTL_INT32 ? "int32" : "float32", y->ndim);
+    size_t B = y->ndim == 2 ? (size_t)y->shape[0] : 1;
+    size_t L = (size_t)y->shape[y->ndim - 1];
+    bool scores = p->dtype == MTL_FLOAT32;
+    bool ok = p->ndim == y->ndim + (scores ? 1 : 0);
+    for (int d = 0; ok && d < y->ndim; d++)
+        ok = p->shape[d] == y->shape[d];
+    if (ok && scores)
+        ok = p->shape[p->ndim - 1] == ntags;
+    if (!ok) {
+        if (scores)
+            return mtli_error(MTL_ERR_SHAPE,
+                              "%s: float32 pred_tags must be scores of the true_tags' shape and "
+                              "%d tags (one column per tag name)",
+                              fn, ntags);
+        return mtli_error(MTL_ERR_SHAPE,
+                          "%s: int32 pred_tags must have the true_tags' shape (%zu x %zu)", fn,
+                          B, L);
+    }
+    ent_tag *tags = mtli_malloc((size_t)ntags * sizeof *tags);
+    if (!tags)
+        return mtli_oom("entity tags", (size_t)ntags * sizeof *tags);
+    mtl_status st = parse_tags(tags, tag_names, ntags, fn);
+    int64_t n_true = 0, n_pred = 0, n_correct = 0, n_tokens = 0;
+    const int32_t *yt = y->data;
+    for (size_t b = 0; b < B && st == MTL_OK; b++) {
+        ent_state sy = {'O', -1, 0}, sp = {'O', -1, 0};
+        int64_t k = 0; /* position among the sample's valid tokens */
+        for (size_t t = 0; t <= L && st == MTL_OK; t++) {
+            char ty = 'O', tp = 'O';
+            int typ_y = -1, typ_p = -1;
+            if (t < L) {
+                size_t i = b * L + t;
+                int32_t v = yt[i];
+                if (v < -1 || v >= ntags) {
+                    st = mtli_error(MTL_ERR_RANGE,
+                                    "%s: true tag [%zu, %zu] is %d, expected -1 (padding) or "
+                                    "0..%d",
+                                    fn, b, t, (int)v, ntags - 1);
+                    break;
+                }
+                if (v < 0)
+                    continue;
+                int q = predicted(scores ? NULL : p->data, scores ? p->data : NULL, ntags, i, fn);
+                if (q < 0) {
+                    st = mtl_last_status();
+                    break;
+                }
+                ty = tags[v].prefix;
+                typ_y = tags[v].type;
+                tp = tags[q].prefix;
+                typ_p = tags[q].type;
+                n_tokens++;
+            }
+            int64_t s1 = 0, s2 = 0;
+            int c1 = 0, c2 = 0;
+            bool cy = ent_feed(&sy, ty, typ_y, k, &s1, &c1);
+            bool cp = ent_feed(&sp, tp, typ_p, k, &s2, &c2);
+            n_true += cy;
+            n_pred += cp;
+            /* both chunks end before token k: equal when they start together, same type */
+            n_correct += cy && cp && s1 == s2 && c1 == c2;
+            k++;
+        }
+    }
+    mtli_free(tags);
+    if (st != MTL_OK)
+        return st;
+    if (n_tokens == 0)
+        return mtli_error(MTL_ERR_INVALID_ARGUMENT, "%s: no valid token (every true tag is -1)",
+                          fn);
+    double prec = n_pred ? (double)n_correct / (double)n_pred : 0.0;
+    double rec = n_true ? (double)n_correct / (double)n_true : 0.0;
+    *f1 = prec + rec > 0.0 ? 2.0 * prec * rec / (prec + rec) : 0.0;
+    return MTL_OK;
+}

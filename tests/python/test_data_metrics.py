@@ -232,3 +232,14 @@ def test_multi_input_training_step(rng):
     with pytest.raises(mtl.NotFoundError, match="unknown task"):
         m.forward_backward_multi({"nope": xa}, {"cls": ya})
     m.close()
+
+
+def test_entity_f1_counts_whole_entities():
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    true = np.array([[1, 2, 0, 3, -1], [0, 3, 4, 0, 0]], np.int32)
+    pred = np.array([[1, 2, 0, 0, 0], [0, 3, 0, 0, 0]], np.int32)
+    # 3 true entities, 2 predicted; 1 correct (PER span); LOC [1,2] predicted as [1,1]
+    assert metrics.entity_f1(pred, true, tags) == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
+    assert metrics.entity_f1(true, true, tags) == pytest.approx(1.0)
+    with pytest.raises(mtl.MtlError, match="tag"):
+        metrics.entity_f1(pred, true, ["O", "PER"])

@@ -41,6 +41,8 @@ def ctype_of(decl, is_return=False):
     words = decl.replace("*", " ").split()
     base = words[0]
     if stars == 0:
+        if base in _lib.CALLBACK_TYPES:  # a function-pointer typedef
+            return _lib.CALLBACK_TYPES[base]
         if is_return and base == "mtl_status":
             return _lib.STATUS
         if base in ENUMS:
@@ -56,7 +58,8 @@ def ctype_of(decl, is_return=False):
         if base.startswith("mtl_"):  # an opaque handle
             return (_lib.HANDLE, _lib.CHECKED_PTR) if is_return else _lib.HANDLE
         return ctypes.POINTER({"int": ctypes.c_int, "int64_t": ctypes.c_int64,
-                               "float": ctypes.c_float, "double": ctypes.c_double}[base])
+                               "float": ctypes.c_float, "double": ctypes.c_double,
+                               "size_t": ctypes.c_size_t}[base])
     if stars == 2 and base.startswith("mtl_"):
         return _lib.HANDLE_OUT
     if stars == 2 and base == "char":
@@ -65,6 +68,34 @@ def ctype_of(decl, is_return=False):
 
 
 PROTOS = parse_headers()
+
+
+def parse_callback_typedefs():
+    """typedef RET (*name)(params); of the public headers -> {name: (ret, [params])}."""
+    out = {}
+    for path in HEADERS:
+        text = open(path, encoding="utf-8").read()
+        text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+        for m in re.finditer(r"typedef\s+([^;()]*?)\(\s*\*\s*(mtl_\w+)\s*\)\s*\(([^)]*)\)\s*;",
+                             text, re.S):
+            params = " ".join(m.group(3).split())
+            args = [] if params in ("", "void") else [p.strip() for p in params.split(",")]
+            out[m.group(2)] = (" ".join(m.group(1).split()), args)
+    return out
+
+
+CALLBACKS = parse_callback_typedefs()
+
+
+def test_callback_typedefs_match_prototypes():
+    assert set(CALLBACKS) == set(_lib.CALLBACK_TYPES), \
+        f"function-pointer typedefs {sorted(CALLBACKS)}, declared {sorted(_lib.CALLBACK_TYPES)}"
+    for name, (ret, args) in CALLBACKS.items():
+        proto = _lib.CALLBACK_TYPES[name]
+        assert proto._restype_ == ctype_of(ret), f"{name}: return {ret!r}"
+        assert len(proto._argtypes_) == len(args), f"{name}: {len(args)} parameters"
+        for i, (decl, got) in enumerate(zip(args, proto._argtypes_)):
+            assert got == ctype_of(decl), f"{name} parameter {i} {decl!r}: declared {got}"
 
 
 def test_headers_found():

@@ -51,7 +51,8 @@ def test_pip_install_offline_in_venv(tmp_path):
     assert "Version: 1.0.0" in r.stdout
 
 
-@pytest.mark.parametrize("example", ["quickstart.py", "low_level.py", "sklearn_pipeline.py"])
+@pytest.mark.parametrize("example", ["quickstart.py", "low_level.py", "sklearn_pipeline.py",
+                                     "trainer.py", "config_run.py"])
 def test_example_runs(example):
     if example == "sklearn_pipeline.py":
         pytest.importorskip("sklearn")
@@ -61,3 +62,7 @@ def test_example_runs(example):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     if example == "quickstart.py":
         assert "identical predictions: True" in r.stdout
+    if example == "config_run.py":
+        assert "resumed run identical: True" in r.stdout
+    if example == "trainer.py":
+        assert "stopped: " in r.stdout and "'test.label.accuracy'" in r.stdout

@@ -24,8 +24,14 @@ def rss_bytes():
 
 def creations(calls, kind):
     names = {"tensor": ("mtl_tensor_create", "mtl_tensor_wrap", "mtl_tensor_clone"),
-             "model": ("mtl_model_create",), "optimizer": ("mtl_optimizer_create",),
-             "weighting": ("mtl_weighting_create",)}[kind]
+             # mtl_checkpoint_load makes a model and (in the loops here) an optimizer
+             "model": ("mtl_model_create", "mtl_config_build_model", "mtl_checkpoint_load"),
+             "optimizer": ("mtl_optimizer_create", "mtl_config_build_optimizer",
+                           "mtl_checkpoint_load"),
+             "weighting": ("mtl_weighting_create",),
+             "loader": ("mtl_loader_create",), "trainer": ("mtl_trainer_create",),
+             "eval_result": ("mtl_evaluate",),
+             "config": ("mtl_config_load", "mtl_config_parse")}[kind]
     return sum(calls[n] for n in names), calls[f"mtl_{kind}_free"]
 
 
@@ -111,6 +117,65 @@ def test_multitask_model_loop(calls):
         mm.predict(X)
         mm.close()
     check_flat(calls, ["model", "optimizer", "weighting", "tensor"], one, rounds=2000)
+
+
+def test_dataset_loader_trainer_loop(calls):
+    # loaders, trainers and evaluation results: flat RSS, one free per creation; datasets
+    # (one split call makes several views) are counted separately below
+    X = np.zeros((16, 6), np.float32)
+    y = np.zeros(16, np.int64)                       # converted and adopted
+    s = np.zeros((16, 2), np.float32)                # borrowed
+    m = make_model(max_batch=8)
+    opt = mtl.Optimizer(m, "sgd", lr=0.01)
+
+    def one(i):
+        ds = mtl.Dataset(X, {"cls": y, "reg": s}, tasks=m)
+        tr_ds, va, _ = ds.split(val=0.25, seed=i)
+        ld = mtl.Loader(tr_ds, 8, seed=i)
+        ld.next()
+        ld.batch()
+        tr = mtl.Trainer(m, opt, train=tr_ds, val=va, epochs=1, batch_size=8)
+        tr.run(lambda *a: None)
+        mtl.evaluate(m, va)
+        for h in (tr, ld, va, tr_ds, ds):
+            h.close()
+    check_flat(calls, ["loader", "trainer", "eval_result"], one, rounds=2000)
+    # datasets: every create/adopt/view is freed
+    c0 = sum(calls[n] for n in ("mtl_dataset_create", "mtl_dataset_adopt"))
+    f0 = calls["mtl_dataset_free"]
+    for i in range(100):
+        one(i)
+    gc.collect()
+    created = sum(calls[n] for n in ("mtl_dataset_create", "mtl_dataset_adopt")) - c0
+    assert created == 100 and calls["mtl_dataset_free"] - f0 == 300   # + 2 views each
+    opt.close()
+    m.close()
+
+
+def test_config_and_checkpoint_loop(calls, tmp_path):
+    text = ("tasks: {a: {kind: classification, classes: 3}}\n"
+            "model: {input: {shape: [4]}, trunk: [{kind: linear, out: 8}, relu]}\n")
+    # checkpoints are fsync'ed: in memory (tmpfs) when there is one, to keep the loop quick
+    import tempfile
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    tmpdir = tempfile.TemporaryDirectory(dir=shm or str(tmp_path))
+    path = os.path.join(tmpdir.name, "m.ckpt")
+
+    def one(i):
+        cfg = mtl.Config.parse(text)
+        cfg.set("training.seed", i)
+        m = cfg.build_model()
+        opt = cfg.build_optimizer(m)
+        m.save_checkpoint(path, opt)
+        m2, opt2, _ = mtl.load_checkpoint(path)
+        for h in (opt2, m2, opt, m, cfg):
+            h.close()
+        with pytest.raises(mtl.InvalidArgumentError):
+            mtl.Config.parse(text + "extra: 1\n")       # created nothing, leaks nothing
+    try:
+        check_flat(calls, ["config", "model", "optimizer"], one, rounds=2000)
+    finally:
+        tmpdir.cleanup()
 
 
 def test_handles_dropped_without_close_are_collected(calls):

@@ -206,35 +206,44 @@ def test_save_load_npz_and_pickle(rng, tmp_path):
 
 
 def test_from_yaml_config(tmp_path, rng):
-    pytest.importorskip("yaml")
+    # the library's configuration schema (docs/config.md), parsed by the library
     cfg = tmp_path / "model.yaml"
     cfg.write_text("""
-input_shape: [10]
-trunk:
-  - {type: linear, out: 16}
-  - relu
-  - {type: dropout, p: 0.1}
-heads:
+model:
+  input: {shape: [10]}
+  trunk:
+    - {kind: linear, out: 16}
+    - relu
+    - {kind: dropout, p: 0.1}
+tasks:
   digit:
-    layers: [{type: linear, out: 3}]
-    loss: cross_entropy
-    loss_options: {label_smoothing: 0.05}
-    class_weights: [1.0, 1.0, 2.0]
+    kind: classification
+    classes: 3
+    loss: {name: cross_entropy, label_smoothing: 0.05, class_weights: [1.0, 1.0, 2.0]}
   value:
-    layers: [{type: linear, out: 1}]
+    kind: regression
+    outputs: 1
     loss: huber
-seed: 4
-max_batch: 32
 optimizer: {kind: adamw, lr: 0.003, weight_decay: 0.01}
 weighting: {method: ew, reduction: mean}
+training: {seed: 4, batch_size: 32}
 """)
     with mtl.MultiTaskModel.from_config(str(cfg)) as m:
         assert m.losses == {"digit": "cross_entropy", "value": "huber"}
         assert m.optimizer.kind == "adamw" and m.optimizer.get("weight_decay") == 0.01
-        assert m.weighting.method == "ew"
+        assert m.weighting.method == "ew" and m.weighting.get("reduction") == "mean"
+        assert m.max_batch == 32 and m.config["seed"] == 4
+        assert m.config["trunk"] == [["linear", {"out": 16}], ["relu", {}],
+                                     ["dropout", {"p": 0.1}]]
+        assert m.config["heads"]["digit"]["loss_options"] == {"label_smoothing": 0.05}
+        assert m.source_config.get("tasks.digit.loss.class_weights.2") == 2.0
         X, Y = data(rng, n=64)
         m.fit(X, Y, epochs=1, batch_size=32)
-        assert m.get_config()["heads"]["digit"]["class_weights"] == [1.0, 1.0, 2.0]
+    # the file of the constructor's keys is not the library's schema
+    old = tmp_path / "old.yaml"
+    old.write_text("input_shape: [10]\nheads: {a: {loss: mse}}\n")
+    with pytest.raises(mtl.InvalidArgumentError, match="unknown key 'input_shape'"):
+        mtl.MultiTaskModel.from_config(old)
 
 
 def test_bce_head_accuracy(rng):

@@ -14,7 +14,10 @@ Quick start::
     print(model.evaluate(X, {"label": y, "score": s}))
 
 Low-level handles mirror the C API one-to-one: :class:`Tensor`, :class:`Model` (with
-:class:`Trunk` and :class:`Head`), :class:`Optimizer`, :class:`Weighting`. Errors are
+:class:`Trunk` and :class:`Head`), :class:`Optimizer`, :class:`Weighting`; :class:`Dataset`, :class:`Loader` and
+:class:`Trainer` run the library's own data pipeline and training loop, :func:`evaluate` its
+evaluation; :class:`Config` reads YAML run configurations; :mod:`mtl.checkpoint` saves and
+restores the training state. Errors are
 :class:`MtlError` subclasses. The library is located through ``MTL_LIBRARY``, the package
 folder, then the system (see :mod:`mtl._lib`).
 """
@@ -41,13 +44,24 @@ from .errors import (  # noqa: E402
 from .tensor import Tensor  # noqa: E402
 from .core import Head, Model, Optimizer, Trunk, Weighting  # noqa: E402
 from .multitask import MultiTaskModel  # noqa: E402
+from .dataset import Batch, Dataset, Loader  # noqa: E402
+from .train import Trainer, evaluate  # noqa: E402
+from .checkpoint import (  # noqa: E402
+    checkpoint_info,
+    describe_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .config import Config  # noqa: E402
 from . import data, metrics  # noqa: E402
 
 __all__ = [
     "__version__", "EXPECTED_MAJOR", "version", "version_string", "library_version", "library_path",
     "set_num_threads", "get_num_threads", "build_info", "blas_kernels",
     "status_string", "last_error", "last_status", "clear_error",
-    "data", "metrics", "Tensor", "Model", "Trunk", "Head", "Optimizer", "Weighting", "MultiTaskModel",
+    "data", "metrics", "Dataset", "Loader", "Batch", "Trainer", "evaluate",
+    "save_checkpoint", "load_checkpoint", "describe_checkpoint", "checkpoint_info", "Config",
+    "Tensor", "Model", "Trunk", "Head", "Optimizer", "Weighting", "MultiTaskModel",
     "MtlError", "InvalidArgumentError", "ShapeError", "OutOfMemoryError", "MtlIOError",
     "FormatError", "NumericError", "StateError", "UnsupportedError", "RangeError",
     "NotFoundError", "InternalError",

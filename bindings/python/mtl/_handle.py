@@ -53,6 +53,30 @@ class Resource:
         if destroy:
             self._destroy()
 
+    def add_dep(self, dep: "Resource") -> None:
+        """Keep dep alive until this resource is freed (for handles that start borrowing
+        another one after creation: a dataset's targets, a trainer's datasets)."""
+        dep.acquire()
+        with self._lock:
+            if self.ptr is None:
+                destroyed = True
+            else:
+                destroyed = False
+                self._deps = self._deps + (dep,)
+        if destroyed:
+            dep.release()
+            raise errors.StateError(f"{self.kind} was already freed")
+
+    def detach(self) -> None:
+        """The C side took ownership of the pointer (an adopt call): forget it without
+        freeing. Views still holding references see the memory through its new owner."""
+        with self._lock:
+            self.ptr = None
+            self._keep = None
+            deps, self._deps = self._deps, ()
+        for d in deps:
+            d.release()
+
     def close(self) -> None:
         with self._lock:
             if self._closing:

@@ -26,7 +26,8 @@ from ctypes import POINTER, c_char_p, c_double, c_float, c_int, c_int64, c_size_
 from . import errors
 from ._version import EXPECTED_MAJOR
 
-__all__ = ["C", "DECLARATIONS", "STATUS", "CHECKED_PTR", "library_path", "load_library"]
+__all__ = ["C", "DECLARATIONS", "STATUS", "CHECKED_PTR", "PROGRESS_FN", "CALLBACK_TYPES",
+           "library_path", "load_library"]
 
 # Markers for return types that need checking.
 STATUS = "mtl_status"      # c_int; non-zero raises
@@ -38,8 +39,16 @@ I64_P = POINTER(c_int64)
 INT_P = POINTER(c_int)
 FLOAT_P = POINTER(c_float)
 DOUBLE_P = POINTER(c_double)
+SIZE_P = POINTER(c_size_t)
 STR = c_char_p
 STR_OUT = POINTER(c_char_p)
+
+#: Function-pointer typedefs of the public headers (name -> ctypes prototype); a test
+#: compares them with the typedefs.
+#: int (*mtl_progress_fn)(void *user, const char *event, int64_t epoch, int64_t step,
+#:                        const double *values, int nvalues)
+PROGRESS_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_char_p, c_int64, c_int64, DOUBLE_P, c_int)
+CALLBACK_TYPES = {"mtl_progress_fn": PROGRESS_FN}
 
 #: name -> (restype, argtypes, since). ``since`` is "MAJOR.MINOR" of the library release
 #: the function appeared in; a missing symbol of a newer release than the loaded library is
@@ -206,10 +215,106 @@ DECLARATIONS: dict[str, tuple] = {
     "mtl_metric_mae": (STATUS, [DOUBLE_P, HANDLE, HANDLE], "1.0"),
     "mtl_metric_r2": (STATUS, [DOUBLE_P, HANDLE, HANDLE], "1.0"),
     "mtl_metric_delta_m": (STATUS, [DOUBLE_P, DOUBLE_P, DOUBLE_P, INT_P, c_int], "1.0"),
+    "mtl_metric_entity_f1": (STATUS, [DOUBLE_P, HANDLE, HANDLE, POINTER(c_char_p), c_int], "1.0"),
     "mtl_metric_compute": (STATUS, [DOUBLE_P, STR, HANDLE, HANDLE], "1.0"),
     "mtl_metric_lower_is_better": (c_int, [STR], "1.0"),
     "mtl_metric_name": (STR, [c_int], "1.0"),
-    # ---- checkpoint / io: add their rows here when the headers land ----
+    # ---- dataset.h ----
+    "mtl_dataset_create": (STATUS, [HANDLE_OUT, HANDLE, c_int], "1.0"),
+    "mtl_dataset_adopt": (STATUS, [HANDLE_OUT, HANDLE, c_int], "1.0"),
+    "mtl_dataset_create_npy": (STATUS, [HANDLE_OUT, STR, c_int], "1.0"),
+    "mtl_dataset_create_csv": (STATUS, [HANDLE_OUT, HANDLE, HANDLE, c_int], "1.0"),
+    "mtl_dataset_free": (None, [HANDLE], "1.0"),
+    "mtl_dataset_set_target": (STATUS, [HANDLE, c_int, HANDLE], "1.0"),
+    "mtl_dataset_set_mask": (STATUS, [HANDLE, c_int, HANDLE], "1.0"),
+    "mtl_dataset_adopt_target": (STATUS, [HANDLE, c_int, HANDLE], "1.0"),
+    "mtl_dataset_adopt_mask": (STATUS, [HANDLE, c_int, HANDLE], "1.0"),
+    "mtl_dataset_load_target_npy": (STATUS, [HANDLE, c_int, STR], "1.0"),
+    "mtl_dataset_load_mask_npy": (STATUS, [HANDLE, c_int, STR], "1.0"),
+    "mtl_dataset_set_target_label": (
+        STATUS, [HANDLE, c_int, HANDLE, HANDLE, c_int, c_int], "1.0"),
+    "mtl_dataset_set_target_numeric": (STATUS, [HANDLE, c_int, HANDLE, STR_OUT, c_int], "1.0"),
+    "mtl_dataset_size": (c_int64, [HANDLE], "1.0"),
+    "mtl_dataset_num_tasks": (c_int, [HANDLE], "1.0"),
+    "mtl_dataset_has_target": (c_int, [HANDLE, c_int], "1.0"),
+    "mtl_dataset_inputs": (HANDLE, [HANDLE], "1.0"),
+    "mtl_dataset_target": (HANDLE, [HANDLE, c_int], "1.0"),
+    "mtl_dataset_mask": (HANDLE, [HANDLE, c_int], "1.0"),
+    "mtl_dataset_index": (c_int64, [HANDLE, c_int64], "1.0"),
+    "mtl_dataset_split": (
+        STATUS, [HANDLE, HANDLE_OUT, HANDLE_OUT, HANDLE_OUT, c_double, c_double, c_uint64],
+        "1.0"),
+    "mtl_dataset_subset": (STATUS, [HANDLE_OUT, HANDLE, I64_P, c_int64], "1.0"),
+    "mtl_dataset_gather": (
+        STATUS, [HANDLE, I64_P, c_int64, HANDLE, HANDLE_OUT, HANDLE_OUT], "1.0"),
+    "mtl_loader_create": (STATUS, [HANDLE_OUT, HANDLE, c_int64, c_int, c_uint64, c_int], "1.0"),
+    "mtl_loader_free": (None, [HANDLE], "1.0"),
+    "mtl_loader_next": (STATUS, [HANDLE, I64_P], "1.0"),
+    "mtl_loader_input": (CHECKED_PTR, [HANDLE], "1.0"),
+    "mtl_loader_targets": (HANDLE_OUT, [HANDLE], "1.0"),
+    "mtl_loader_masks": (HANDLE_OUT, [HANDLE], "1.0"),
+    "mtl_loader_num_batches": (c_int64, [HANDLE], "1.0"),
+    "mtl_loader_pass": (c_int64, [HANDLE], "1.0"),
+    "mtl_loader_position": (c_int64, [HANDLE], "1.0"),
+    "mtl_loader_seek": (STATUS, [HANDLE, c_int64, c_int64], "1.0"),
+    # ---- train.h ----
+    "mtl_evaluate": (
+        STATUS, [HANDLE_OUT, HANDLE, HANDLE_OUT, c_int, c_int64, STR, STR_OUT], "1.0"),
+    "mtl_eval_result_free": (None, [HANDLE], "1.0"),
+    "mtl_eval_result_count": (c_int, [HANDLE], "1.0"),
+    "mtl_eval_result_name": (STR, [HANDLE, c_int], "1.0"),
+    "mtl_eval_result_value": (c_double, [HANDLE, c_int], "1.0"),
+    "mtl_eval_result_get": (STATUS, [HANDLE, STR, DOUBLE_P], "1.0"),
+    "mtl_trainer_create": (STATUS, [HANDLE_OUT, HANDLE, HANDLE, HANDLE], "1.0"),
+    "mtl_trainer_free": (None, [HANDLE], "1.0"),
+    "mtl_trainer_set_data": (STATUS, [HANDLE, HANDLE, HANDLE], "1.0"),
+    "mtl_trainer_set_task_data": (STATUS, [HANDLE, STR, HANDLE, HANDLE], "1.0"),
+    "mtl_trainer_set_int": (STATUS, [HANDLE, STR, c_int64], "1.0"),
+    "mtl_trainer_set_double": (STATUS, [HANDLE, STR, c_double], "1.0"),
+    "mtl_trainer_set_string": (STATUS, [HANDLE, STR, STR], "1.0"),
+    "mtl_trainer_get_int": (STATUS, [HANDLE, STR, I64_P], "1.0"),
+    "mtl_trainer_get_double": (STATUS, [HANDLE, STR, DOUBLE_P], "1.0"),
+    "mtl_trainer_get_string": (STATUS, [HANDLE, STR, STR_OUT], "1.0"),
+    "mtl_trainer_key_name": (STR, [c_int], "1.0"),
+    "mtl_trainer_set_progress": (STATUS, [HANDLE, PROGRESS_FN, c_void_p], "1.0"),
+    "mtl_trainer_run": (STATUS, [HANDLE], "1.0"),
+    "mtl_trainer_evaluate": (STATUS, [HANDLE, HANDLE_OUT], "1.0"),
+    "mtl_trainer_eval_result": (HANDLE, [HANDLE], "1.0"),
+    "mtl_trainer_resume": (STATUS, [HANDLE, STR], "1.0"),
+    "mtl_trainer_epoch": (c_int64, [HANDLE], "1.0"),
+    "mtl_trainer_step": (c_int64, [HANDLE], "1.0"),
+    "mtl_trainer_steps_per_epoch": (c_int64, [HANDLE], "1.0"),
+    "mtl_trainer_stop_reason": (STR, [HANDLE], "1.0"),
+    "mtl_trainer_best": (STATUS, [HANDLE, DOUBLE_P, I64_P, I64_P], "1.0"),
+    # ---- io.h ----
+    "mtl_checkpoint_save": (STATUS, [STR, HANDLE, HANDLE, HANDLE], "1.0"),
+    "mtl_checkpoint_load": (STATUS, [STR, HANDLE_OUT, HANDLE_OUT, HANDLE_OUT], "1.0"),
+    "mtl_checkpoint_load_into": (STATUS, [STR, HANDLE, HANDLE, HANDLE], "1.0"),
+    "mtl_checkpoint_describe": (STATUS, [STR, STR, c_size_t, SIZE_P], "1.0"),
+    "mtl_model_save_safetensors": (STATUS, [HANDLE, STR], "1.0"),
+    "mtl_model_load_safetensors": (STATUS, [HANDLE, STR], "1.0"),
+    # ---- config.h ----
+    "mtl_config_load": (STATUS, [HANDLE_OUT, STR], "1.0"),
+    "mtl_config_parse": (STATUS, [HANDLE_OUT, STR, c_size_t, STR, STR], "1.0"),
+    "mtl_config_free": (None, [HANDLE], "1.0"),
+    "mtl_config_set": (STATUS, [HANDLE, STR, STR], "1.0"),
+    "mtl_config_get_int": (STATUS, [HANDLE, STR, I64_P], "1.0"),
+    "mtl_config_get_double": (STATUS, [HANDLE, STR, DOUBLE_P], "1.0"),
+    "mtl_config_get_string": (STATUS, [HANDLE, STR, STR_OUT], "1.0"),
+    "mtl_config_count": (STATUS, [HANDLE, STR, INT_P], "1.0"),
+    "mtl_config_data_path": (STATUS, [HANDLE, STR, STR, c_size_t, SIZE_P], "1.0"),
+    "mtl_config_num_tasks": (c_int, [HANDLE], "1.0"),
+    "mtl_config_task_name": (STR, [HANDLE, c_int], "1.0"),
+    "mtl_config_dump": (STATUS, [HANDLE, STR, c_size_t, SIZE_P], "1.0"),
+    "mtl_config_build_model": (STATUS, [HANDLE, HANDLE_OUT], "1.0"),
+    "mtl_config_build_optimizer": (STATUS, [HANDLE, HANDLE, c_int64, HANDLE_OUT], "1.0"),
+    "mtl_config_build_weighting": (STATUS, [HANDLE, HANDLE_OUT], "1.0"),
+    "mtl_config_build_dataset": (STATUS, [HANDLE, STR, STR, HANDLE_OUT], "1.0"),
+    "mtl_config_build_trainer": (
+        STATUS, [HANDLE, HANDLE, HANDLE, HANDLE, HANDLE_OUT], "1.0"),
+    "mtl_config_encode_csv": (STATUS, [HANDLE, STR, HANDLE_OUT], "1.0"),
+    # ---- datasets.h ----
+    "mtl_multifashion_build": (STATUS, [STR, STR, c_uint64, c_int64], "1.0"),
 }
 
 

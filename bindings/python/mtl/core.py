@@ -213,6 +213,47 @@ class Model(HandleBase):
         self._trunk = None
         self._losses = None
 
+    @classmethod
+    def _from_ptr(cls, ptr, input_shape, input_dtype="float32") -> "Model":
+        m = cls.__new__(cls)
+        m._own(Resource(ptr, _free_model, "model"))
+        m._input_shape = tuple(int(s) for s in input_shape)
+        m._input_dtype = np.dtype(np.int32 if dtype_code(input_dtype) else np.float32)
+        m._trunk = None
+        m._losses = None
+        return m
+
+    # ---- files ----
+    def save_checkpoint(self, path, optimizer: "Optimizer | None" = None,
+                        weighting: "Weighting | None" = None) -> None:
+        """Write this model (with the optimizer / weighting when given) as a libmtl
+        checkpoint, atomically (see :mod:`mtl.checkpoint`)."""
+        from .checkpoint import save_checkpoint
+        save_checkpoint(path, self, optimizer, weighting)
+
+    def load_checkpoint(self, path, optimizer: "Optimizer | None" = None,
+                        weighting: "Weighting | None" = None) -> None:
+        """Restore a checkpoint into this model (same architecture) and the optimizer /
+        weighting when given; nothing changes on an error."""
+        from .checkpoint import load_checkpoint_into
+        load_checkpoint_into(path, self, optimizer, weighting)
+
+    @classmethod
+    def from_checkpoint(cls, path, optimizer=None, weighting=None):
+        """(Model, Optimizer or None, Weighting or None) rebuilt from a checkpoint; see
+        :func:`mtl.load_checkpoint`."""
+        from .checkpoint import load_checkpoint
+        return load_checkpoint(path, optimizer, weighting)
+
+    def save_safetensors(self, path) -> None:
+        """The named tensors as a safetensors file (readable by safetensors.torch)."""
+        from .checkpoint import save_safetensors
+        save_safetensors(path, self)
+
+    def load_safetensors(self, path) -> None:
+        from .checkpoint import load_safetensors
+        load_safetensors(path, self)
+
     # ---- structure ----
     @property
     def input_shape(self) -> tuple:

@@ -21,7 +21,15 @@ from ._lib import C, make_error
 from .core import _b, _s, set_option
 from .tensor import Tensor
 
-__all__ = ["load_npy", "save_npy", "CsvOptions", "CsvTable", "Encoder"]
+__all__ = ["load_npy", "save_npy", "CsvOptions", "CsvTable", "Encoder", "build_multifashion",
+           "load_multifashion", "MULTIFASHION_SEED", "FASHION_MNIST_DIR"]
+
+#: The seed of the published Multi-Fashion tables (MTL_MULTIFASHION_SEED).
+MULTIFASHION_SEED = 2019
+#: Where Debian's dataset-fashion-mnist package installs Fashion-MNIST.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+MULTIFASHION_FILES = ("train_x.npy", "train_y_left.npy", "train_y_right.npy", "test_x.npy",
+                      "test_y_left.npy", "test_y_right.npy")
 
 
 def _path(p) -> bytes:
@@ -260,3 +268,32 @@ class Encoder(HandleBase):
             return "<mtl.data.Encoder (closed)>"
         return (f"<mtl.data.Encoder features={self.num_features} labels={self.num_labels} "
                 f"ids={self.num_id_columns}>")
+
+
+# ---- benchmark datasets ----------------------------------------------------------------------
+
+def build_multifashion(out_dir, src_dir=None, seed=MULTIFASHION_SEED, limit=0) -> str:
+    """Build Multi-Fashion (two 10-class tasks on 36x36 composites of Fashion-MNIST items,
+    Lin et al. 2019) from the IDX files in src_dir (None: FASHION_MNIST_DIR) into out_dir
+    (created if missing),
+    as the six .npy files of :data:`MULTIFASHION_FILES` (train: 2 composites per source
+    image, float32 [2n, 1, 36, 36] raw 0..255; labels int32). The same seed gives the same
+    bytes everywhere. limit > 0 uses only the first `limit` images of each split. Returns
+    out_dir."""
+    C.mtl_multifashion_build(None if src_dir is None else _path(src_dir), _path(out_dir),
+                             int(seed) & 0xFFFFFFFFFFFFFFFF, int(limit))
+    return os.fspath(out_dir)
+
+
+def load_multifashion(out_dir):
+    """(train, test) :class:`mtl.Dataset` s over a built Multi-Fashion folder, with task
+    slots "left" and "right" (the library reads the files itself, memory-mapped)."""
+    from .dataset import Dataset
+
+    out = []
+    for split in ("train", "test"):
+        d = os.fspath(out_dir)
+        out.append(Dataset.from_npy(os.path.join(d, f"{split}_x.npy"),
+                                    {"left": os.path.join(d, f"{split}_y_left.npy"),
+                                     "right": os.path.join(d, f"{split}_y_right.npy")}))
+    return tuple(out)

@@ -20,7 +20,7 @@ from .core import _b, _s
 from .tensor import TempTensors
 
 __all__ = ["accuracy", "precision", "recall", "f1", "per_class", "confusion", "roc_auc",
-           "mse", "mae", "r2", "delta_m", "compute", "lower_is_better", "names"]
+           "mse", "mae", "r2", "delta_m", "entity_f1", "compute", "lower_is_better", "names"]
 
 
 def _pred(tmp, pred):
@@ -68,6 +68,21 @@ def f1(pred, labels, average: str = "macro") -> float:
 def roc_auc(scores, labels) -> float:
     return _call(C.mtl_metric_roc_auc, np.asarray(scores, np.float32), labels,
                  "classification")
+
+
+def entity_f1(pred_tags, true_tags, tag_names) -> float:
+    """Entity-level F1 of BIO (or IOBES) tag sequences, as conlleval counts it: an entity is
+    correct when its type and span both match. pred_tags: int tag ids [B, L] or float scores
+    [B, L, ntags]; true_tags: int [B, L] with -1 at padding; tag_names: e.g. ["O", "B-PER",
+    "I-PER"]."""
+    names = [_b(n) for n in tag_names]
+    arr = (ctypes.c_char_p * len(names))(*names)
+    out = c_double()
+    with TempTensors() as tmp:
+        p = _pred(tmp, pred_tags)
+        t = _labels(tmp, true_tags)
+        C.mtl_metric_entity_f1(ctypes.byref(out), p, t, arr, len(names))
+    return out.value
 
 
 def mse(pred, target) -> float:

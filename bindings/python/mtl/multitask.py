@@ -87,6 +87,18 @@ def _jsonable(obj):
     return obj
 
 
+def _config_from_info(info) -> dict:
+    """A constructor-style description from a checkpoint summary (mtl.checkpoint_info)."""
+    return _jsonable({
+        "input_shape": info["input_shape"], "input_dtype": info["input_dtype"],
+        "trunk": info["trunk"],
+        "heads": OrderedDict(
+            (t, {"layers": h["layers"], "loss": h["loss"], "loss_options": h["loss_options"]})
+            for t, h in info["heads"].items()),
+        "seed": info["seed"], "max_batch": info["max_batch"],
+        "l2_trunk": info["l2_trunk"], "l2_heads": info["l2_heads"]})
+
+
 class MultiTaskModel:
     """A built multi-task model with optional optimizer and weighting (see module docs)."""
 
@@ -114,6 +126,8 @@ class MultiTaskModel:
         self.optimizer: Optimizer | None = None
         self.weighting: Weighting | None = None
         self._compile_args = None
+        self._exact_config = True       # self.config rebuilds this architecture exactly
+        self.source_config = None       # the mtl.Config a model built from one came from
         self.history: dict = {}
 
     def _build(self):
@@ -355,7 +369,8 @@ class MultiTaskModel:
         return dict(zip(self.tasks, (float(v) for v in losses)))
 
     def fit(self, X, Y, epochs=1, batch_size=32, shuffle=True, seed=None, masks=None,
-            validation_data=None, callback=None, verbose=False, log_path=None) -> dict:
+            validation_data=None, callback=None, verbose=False, log_path=None,
+            engine="python") -> dict:
         """Train for a number of epochs on numpy arrays.
 
         Y: {task: targets} (class ids for cross_entropy heads, -1/NaN = missing; float
@@ -368,7 +383,18 @@ class MultiTaskModel:
         "lr": [...], and "val_..." entries}, one value per epoch (also kept in
         ``self.history``). log_path: append each epoch's logs to this file as one JSON object
         per line ({"epoch": 1, "loss": ..., ...}), the metrics log that
-        ``python3 -m mtl.plot`` draws."""
+        ``python3 -m mtl.plot`` draws.
+
+        engine: "python" (this loop over numpy batches) or "c" (the library's trainer,
+        :class:`mtl.Trainer`, over zero-copy :class:`mtl.Dataset` s: batches are gathered
+        and the loop runs in C; the shuffling order differs from the Python engine's). Both
+        return the same history keys; with "c", ``<task>_loss`` is the mean of the epoch's
+        step losses and the validation entries are the library's default metrics
+        (``val_<task>_loss``, ``val_<task>_accuracy``, ``val_<task>_f1_macro``, ...,
+        ``val_loss`` their tasks' sum as with "python")."""
+        if engine not in ("python", "c"):
+            raise errors.InvalidArgumentError(f"fit: engine is {engine!r}, expected 'python' "
+                                              "or 'c'")
         self._need_optimizer()
         X = self._x(X)
         n = len(X)
@@ -379,11 +405,14 @@ class MultiTaskModel:
             raise errors.InvalidArgumentError("fit: no targets for any task")
         ms = self._masks(masks, ys, n)
         bs = min(self._batch_size(batch_size), n)
-        rng = np.random.default_rng(self.config["seed"] if seed is None else seed)
         history = {"loss": [], "lr": []}
         for t in self.tasks:
             history[f"{t}_loss"] = []
             history[f"{t}_weight"] = []
+        if engine == "c":
+            return self._fit_c(X, ys, ms, int(epochs), bs, shuffle, seed, validation_data,
+                               callback, verbose, log_path, history)
+        rng = np.random.default_rng(self.config["seed"] if seed is None else seed)
         log = open(log_path, "a", encoding="utf-8") if log_path is not None else None
         batcher = self._Batcher(X, ys, ms, self.tasks, bs)
         opt, w = self.optimizer, self.weighting
@@ -425,19 +454,92 @@ class MultiTaskModel:
                             logs[f"val_{t}_{k}"] = v
                         vl += d["loss"]
                     logs["val_loss"] = vl
-                for k, v in logs.items():
-                    history.setdefault(k, []).append(v)
-                if log is not None:
-                    log.write(json.dumps({"epoch": epoch + 1, **{
-                        k: (None if v != v else float(v)) for k, v in logs.items()}}) + "\n")
-                    log.flush()
-                if verbose:
-                    print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
-                        f"{k}={v:.4g}" for k, v in logs.items()))
-                if callback is not None and callback(epoch, dict(logs)) is False:
+                if self._end_epoch(epoch, epochs, logs, history, log, verbose, callback):
                     break
         finally:
             batcher.close()
+            if log is not None:
+                log.close()
+        self.history = history
+        return history
+
+    @staticmethod
+    def _end_epoch(epoch, epochs, logs, history, log, verbose, callback) -> bool:
+        """Record one epoch's logs; True when the callback asks to stop."""
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+        if log is not None:
+            log.write(json.dumps({"epoch": epoch + 1, **{
+                k: (None if v != v else float(v)) for k, v in logs.items()}}) + "\n")
+            log.flush()
+        if verbose:
+            print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
+                f"{k}={v:.4g}" for k, v in logs.items()))
+        return callback is not None and callback(epoch, dict(logs)) is False
+
+    def _fit_c(self, X, ys, ms, epochs, bs, shuffle, seed, validation_data, callback,
+               verbose, log_path, history) -> dict:
+        from .dataset import Dataset
+        from .train import Trainer
+
+        T = len(self.tasks)
+        opt, w = self.optimizer, self.weighting
+        order = list(self.tasks)
+        train = Dataset(X, [ys.get(t) for t in order], [ms.get(t) for t in order],
+                        tasks=order)
+        val = None
+        handles = [train]
+        log = None
+        try:
+            if validation_data is not None:
+                vx = self._x(validation_data[0])
+                vys = self._ys(validation_data[1], len(vx), "validation targets")
+                vm = validation_data[2] if len(validation_data) > 2 else None
+                vms = self._masks(vm, vys, len(vx))
+                val = Dataset(vx, [vys.get(t) for t in order], [vms.get(t) for t in order],
+                              tasks=order)
+                handles.append(val)
+            tr = Trainer(self.model, opt, w, train=train, val=val, epochs=epochs,
+                         batch_size=bs, shuffle=bool(shuffle), eval_every=1,
+                         seed=int(self.config["seed"] if seed is None else seed))
+            handles.append(tr)
+            log = open(log_path, "a", encoding="utf-8") if log_path is not None else None
+            acc = {"total": 0.0, "steps": 0, "wsum": np.zeros(T), "epoch": None}
+
+            def progress(event, epoch, step, values):
+                if event == "step":
+                    losses = np.array([values[f"{t}.loss"] for t in order])
+                    weights = w.weights if w is not None else np.ones(T)
+                    active = ~np.isnan(losses)
+                    acc["total"] += float(np.dot(weights[active], losses[active]))
+                    acc["wsum"] += weights
+                    acc["steps"] += 1
+                elif event == "epoch":
+                    steps = max(acc["steps"], 1)
+                    logs = {"loss": acc["total"] / steps, "lr": opt.lr}
+                    for i, t in enumerate(order):
+                        logs[f"{t}_loss"] = values[f"{t}.loss"]
+                        logs[f"{t}_weight"] = acc["wsum"][i] / steps
+                    acc.update(total=0.0, steps=0, wsum=np.zeros(T), epoch=(epoch, logs))
+                elif event == "eval" and acc["epoch"] is not None:
+                    (ep, logs), acc["epoch"] = acc["epoch"], None
+                    if val is not None:
+                        vl = 0.0
+                        for t in order:
+                            head = f"val.{t}."
+                            for name, v in values.items():
+                                if name.startswith(head):
+                                    logs[f"val_{t}_{name[len(head):]}"] = v
+                            vl += values.get(head + "loss", 0.0)
+                        logs["val_loss"] = vl
+                    return self._end_epoch(ep - 1, epochs, logs, history, log, verbose,
+                                           callback)
+                return False
+
+            tr.run(progress)
+        finally:
+            for h in reversed(handles):
+                h.close()
             if log is not None:
                 log.close()
         self.history = history
@@ -583,13 +685,26 @@ class MultiTaskModel:
         self.model.load_state_dict(state, strict)
 
     # ---- checkpoints ----
-    # CHECKPOINT HOOK: when libmtl's checkpoint API (io/: atomic, checksummed files that also
-    # carry the optimizer state) is declared in _lib.DECLARATIONS, save()/load() route
-    # non-".npz" paths to it here. Until then both write/read a numpy .npz archive holding
-    # the architecture (JSON) and every named parameter and state tensor; the optimizer's
-    # moments are not saved, so training resumes with a fresh optimizer.
+    # Two formats: libmtl's checkpoint (any path not ending in ".npz": the whole training
+    # state, model + optimizer + weighting, atomic and checksummed, readable by every libmtl
+    # program) and a numpy .npz archive (the architecture as JSON and every named tensor;
+    # the optimizer is compiled afresh on load). Weights alone also travel as safetensors.
+    @staticmethod
+    def _is_npz(path) -> bool:
+        return os.fspath(path).lower().endswith(".npz")
+
     def save(self, path) -> None:
-        """Save architecture and weights to ``path`` (numpy .npz; written atomically)."""
+        """Save to ``path``: a ".npz" path writes the numpy archive, any other path a libmtl
+        checkpoint (:meth:`save_checkpoint`). Both are written atomically."""
+        if not self._is_npz(path):
+            self.save_checkpoint(path)
+            return
+        if not self._exact_config:
+            raise errors.UnsupportedError(
+                "save: this model was built by the library (from a configuration or a "
+                "checkpoint), so its architecture has no exact constructor description for a "
+                ".npz archive; save a libmtl checkpoint (a path not ending in .npz) or "
+                "safetensors instead")
         path = os.fspath(path)
         arrays = {"param/" + k: v for k, v in self.state_dict().items()}
         meta = {"format": "mtl-npz", "version": _FORMAT_VERSION, "config": self.config,
@@ -601,6 +716,40 @@ class MultiTaskModel:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+    def save_checkpoint(self, path) -> None:
+        """The whole training state (model, and the optimizer and weighting when compiled)
+        as a libmtl checkpoint: training continued after :meth:`load_checkpoint` is
+        bit-identical to training that never stopped."""
+        self.model.save_checkpoint(path, self.optimizer, self.weighting)
+
+    def load_checkpoint(self, path, optimizer=None, weighting=None) -> None:
+        """Restore a checkpoint into this model (same architecture; max_batch and seed may
+        differ) and into its optimizer and weighting. optimizer / weighting: None = restore
+        when both this model and the file have one, True = must, False = leave as is.
+        Nothing changes on an error."""
+        from .checkpoint import checkpoint_info
+
+        info = checkpoint_info(path)
+
+        def pick(flag, mine, present, what):
+            if flag is False or mine is None:
+                if flag is True:
+                    raise errors.StateError(f"load_checkpoint: this model has no {what} "
+                                            "(compile it first)")
+                return None
+            return mine if (flag is True or present) else None
+
+        self.model.load_checkpoint(
+            path, pick(optimizer, self.optimizer, info["has_optimizer"], "optimizer"),
+            pick(weighting, self.weighting, info["has_weighting"], "weighting"))
+
+    def save_safetensors(self, path) -> None:
+        """The weights and state tensors by name, as safetensors (PyTorch can read them)."""
+        self.model.save_safetensors(path)
+
+    def load_safetensors(self, path) -> None:
+        self.model.load_safetensors(path)
 
     @staticmethod
     def _read_npz(path):
@@ -624,8 +773,11 @@ class MultiTaskModel:
 
     @classmethod
     def load(cls, path) -> "MultiTaskModel":
-        """Rebuild a model saved with :meth:`save` (compiled again if it was compiled with
-        named optimizer and weighting)."""
+        """Rebuild a model saved with :meth:`save`: from a ".npz" archive (compiled again if
+        it was compiled with named optimizer and weighting), otherwise from a libmtl
+        checkpoint (:meth:`from_checkpoint`)."""
+        if not cls._is_npz(path):
+            return cls.from_checkpoint(path)
         meta, state = cls._read_npz(path)
         model = cls.from_config(meta["config"])
         model.load_state_dict(state)
@@ -633,23 +785,75 @@ class MultiTaskModel:
             model.compile(**meta["compile"])
         return model
 
+    @classmethod
+    def from_checkpoint(cls, path, config=None) -> "MultiTaskModel":
+        """A model with the exact state of a libmtl checkpoint (written by
+        :meth:`save_checkpoint`, the trainer or any C program): weights, random state, and
+        the optimizer and weighting when the file has them. ``config`` (optional) is the
+        description kept in ``self.config``; by default it is read from the checkpoint's
+        summary (real-valued options to 6 significant digits, class weights left out)."""
+        from .checkpoint import checkpoint_info, load_checkpoint
+
+        exact = config is not None
+        if config is None:
+            config = _config_from_info(checkpoint_info(path))
+        model, opt, w = load_checkpoint(path)
+        self = cls._from_handles(model, opt, w, config)
+        self._exact_config = exact
+        return self
+
+    @classmethod
+    def _from_handles(cls, model, optimizer, weighting, config) -> "MultiTaskModel":
+        self = cls.__new__(cls)
+        self.config = config
+        self.model = model
+        self.tasks = model.task_names
+        self.losses = {h.name: h.loss for h in model.heads}
+        self.output_sizes = {h.name: h.output_size for h in model.heads}
+        self.optimizer, self.weighting = optimizer, weighting
+        self._compile_args = None
+        self._exact_config = False
+        self.source_config = None
+        self.history = {}
+        return self
+
     def load_weights(self, path) -> None:
-        """Load the weights of a checkpoint into this (same-architecture) model."""
-        _, state = self._read_npz(path)
-        self.load_state_dict(state)
+        """Load the weights of a file into this (same-architecture) model: a ".npz"
+        archive, a ".safetensors" file, or a libmtl checkpoint (its model part only)."""
+        p = os.fspath(path).lower()
+        if p.endswith(".safetensors"):
+            self.load_safetensors(path)
+        elif self._is_npz(path):
+            _, state = self._read_npz(path)
+            self.load_state_dict(state)
+        else:
+            self.model.load_checkpoint(path)
 
     # ---- configuration ----
     @classmethod
     def from_config(cls, config) -> "MultiTaskModel":
-        """Build from a dict, or from a YAML file path, with the constructor's keys
-        (input_shape, input_dtype, trunk, heads, seed, max_batch, l2_trunk, l2_heads) and
-        optional ``optimizer`` ({"kind": "adam", "lr": ...}) and ``weighting``
-        ({"method": "ew", ...}) sections, which compile the model."""
-        if isinstance(config, (str, os.PathLike)):
-            import yaml  # Debian python3-yaml
+        """Build from a run configuration in the library's schema (docs/config.md): a YAML
+        file path, an :class:`mtl.Config`, or a dict with its sections (``model``, ``tasks``,
+        ``weighting``, ``optimizer``, ``training``, ``data``). The library parses and
+        validates it and builds the model, the optimizer and the weighting
+        (``self.source_config`` keeps the Config, e.g. for ``build_trainer``).
 
-            with open(config, encoding="utf-8") as f:
-                config = yaml.safe_load(f)
+        A dict with the constructor's keys (input_shape, input_dtype, trunk, heads, seed,
+        max_batch, l2_trunk, l2_heads, and optional ``optimizer`` {"kind": ..., keys} and
+        ``weighting`` {"method": ..., keys} sections), what :meth:`get_config` returns, is
+        built through the constructor instead."""
+        from .config import Config
+
+        if isinstance(config, (str, bytes, os.PathLike)):
+            return cls._from_c_config(Config.load(config))
+        if isinstance(config, Config):
+            return cls._from_c_config(config)
+        if not isinstance(config, dict):
+            raise errors.InvalidArgumentError(
+                f"from_config: expected a path, an mtl.Config or a dict, got "
+                f"{type(config).__name__}")
+        if "heads" not in config:
+            return cls._from_c_config(Config.from_dict(config))
         cfg = dict(config)
         opt = cfg.pop("optimizer", None)
         wcfg = cfg.pop("weighting", None)
@@ -665,21 +869,62 @@ class MultiTaskModel:
             model.compile(optimizer=kind, weighting=w_method, weighting_options=w_opts, **opt)
         return model
 
+    @classmethod
+    def _from_c_config(cls, cfg) -> "MultiTaskModel":
+        from .checkpoint import model_info
+
+        model = cfg.build_model()
+        opt = w = None
+        try:
+            opt = cfg.build_optimizer(model)
+            w = cfg.build_weighting()
+            info = model_info(model._ptr)
+        except BaseException:
+            for h in (w, opt, model):
+                if h is not None:
+                    h.close()
+            raise
+        self = cls._from_handles(model, opt, w, _config_from_info(info))
+        self.source_config = cfg
+        return self
+
     def get_config(self) -> dict:
         return json.loads(json.dumps(self.config))
 
-    # ---- pickling (weights and architecture; the optimizer state is not kept) ----
+    # ---- pickling: the libmtl checkpoint's bytes (weights, random state, optimizer and
+    # weighting exactly), the description and the history ----
     def __getstate__(self):
-        return {"config": self.config, "state": self.state_dict(),
-                "compile": self._compile_args, "history": self.history}
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "model.ckpt")
+            self.save_checkpoint(p)
+            with open(p, "rb") as f:
+                blob = f.read()
+        return {"config": self.config, "checkpoint": blob, "compile": self._compile_args,
+                "exact_config": self._exact_config, "history": self.history}
 
     def __setstate__(self, st):
-        other = MultiTaskModel.from_config(st["config"])
+        if "checkpoint" in st:
+            import tempfile
+
+            from .checkpoint import load_checkpoint
+
+            with tempfile.TemporaryDirectory() as d:
+                p = os.path.join(d, "model.ckpt")
+                with open(p, "wb") as f:
+                    f.write(st["checkpoint"])
+                model, opt, w = load_checkpoint(p)
+            other = MultiTaskModel._from_handles(model, opt, w, st["config"])
+            other._compile_args = st.get("compile")
+            other._exact_config = st.get("exact_config", True)
+        else:   # written before checkpoints existed: weights by name, compiled afresh
+            other = MultiTaskModel.from_config(st["config"])
+            other.load_state_dict(st["state"])
+            if st.get("compile"):
+                other.compile(**st["compile"])
         self.__dict__.update(other.__dict__)
         other.__dict__ = {}
-        self.load_state_dict(st["state"])
-        if st.get("compile"):
-            self.compile(**st["compile"])
         self.history = st.get("history", {})
 
     def __repr__(self):

@@ -21,7 +21,7 @@ from . import errors
 from ._handle import HandleBase, Resource
 from ._lib import C
 
-__all__ = ["Tensor", "FLOAT32", "INT32", "MAX_DIMS"]
+__all__ = ["Tensor", "FLOAT32", "INT32", "MAX_DIMS", "borrowed_view"]
 
 FLOAT32 = 0
 INT32 = 1
@@ -79,14 +79,7 @@ def as_tensor_array(data, dtype=None, copy=None, what="array") -> np.ndarray:
     """The array a tensor would wrap: ``data`` itself when it is wrappable, otherwise one
     converted copy (or an error when copy=False)."""
     arr = data if isinstance(data, np.ndarray) else np.asarray(data)
-    code = _target_code(arr, dtype)
-    if not 1 <= arr.ndim <= MAX_DIMS:
-        raise errors.InvalidArgumentError(
-            f"{what} has {arr.ndim} dimensions; mtl tensors have 1..{MAX_DIMS}")
-    if code == INT32 and arr.dtype.kind in "iu" and arr.size and arr.dtype.itemsize > 4:
-        lo, hi = arr.min(), arr.max()
-        if lo < -2**31 or hi >= 2**31:
-            raise errors.RangeError(f"{what}: values {lo}..{hi} do not fit int32")
+    code = tensor_code(arr, dtype, what)
     if copy is not True and _wrappable(arr, code):
         return arr
     if copy is False:
@@ -105,6 +98,20 @@ def as_tensor_array(data, dtype=None, copy=None, what="array") -> np.ndarray:
             f"{what} cannot be wrapped without a copy: " + "; ".join(reasons)
             + " (pass copy=None to allow one conversion copy)")
     return np.array(arr, dtype=_NP_OF[code], order="C", copy=True)
+
+
+def tensor_code(arr: np.ndarray, dtype=None, what="array") -> int:
+    """The mtl dtype code arr converts to, after checking it can become a tensor (1..4
+    dimensions, integers within int32)."""
+    code = _target_code(arr, dtype)
+    if not 1 <= arr.ndim <= MAX_DIMS:
+        raise errors.InvalidArgumentError(
+            f"{what} has {arr.ndim} dimensions; mtl tensors have 1..{MAX_DIMS}")
+    if code == INT32 and arr.dtype.kind in "iu" and arr.size and arr.dtype.itemsize > 4:
+        lo, hi = arr.min(), arr.max()
+        if lo < -2**31 or hi >= 2**31:
+            raise errors.RangeError(f"{what}: values {lo}..{hi} do not fit int32")
+    return code
 
 
 class Tensor(HandleBase):
@@ -243,6 +250,24 @@ class Tensor(HandleBase):
             return "<mtl.Tensor (closed)>"
         return f"<mtl.Tensor shape={self.shape} dtype={self.dtype}" + \
             ("" if self.owns_data else " wrapped") + ">"
+
+
+def borrowed_view(ptr, owner) -> np.ndarray:
+    """A numpy view (no copy) of a tensor another handle owns (a dataset's data, a loader's
+    batch). ``owner`` is that handle's Resource: the view keeps it alive."""
+    nd = C.mtl_tensor_ndim(ptr)
+    buf = (ctypes.c_int64 * MAX_DIMS)()
+    C.mtl_tensor_shape(ptr, buf, MAX_DIMS)
+    shape = tuple(buf[i] for i in range(nd))
+    dtype = _NP_OF[C.mtl_tensor_dtype(ptr)]
+    nbytes = C.mtl_tensor_nbytes(ptr)
+    addr = C.mtl_tensor_data_const(ptr)
+    if not nbytes or not addr:
+        return np.empty(shape, dtype)
+    cbuf = (ctypes.c_char * nbytes).from_address(addr)
+    owner.acquire()
+    weakref.finalize(cbuf, owner.release)
+    return np.frombuffer(cbuf, dtype=dtype).reshape(shape)
 
 
 def _tensor_from_values(arr):
