@@ -10,9 +10,10 @@ measurements (one JSON line each) and a markdown table to bench/out/.
                                     [--alt-methods ...]]
 
 Needs only the Python standard library; the PyTorch side runs under /usr/bin/python3 (the
-Python with torch). bench_weighting.c is compiled with cc against BUILD/libmtl/libmtl.so
-(a release build is what the numbers in docs/weighting-performance.md come from:
-meson setup build-rel --buildtype=release -Dtests=false && ninja -C build-rel).
+Python with torch). It uses BUILD/bench/bench_weighting, or compiles bench_weighting.c with cc
+against BUILD/libmtl/libmtl.so when the build has none (a release build is what the numbers
+in docs/weighting-performance.md come from:
+meson setup build-rel --buildtype=release && ninja -C build-rel).
 --alt-build runs the libmtl side a second time against another build (e.g. one with a
 proposed change), for the tasks and methods given, in the same rounds.
 
@@ -50,11 +51,16 @@ def sh(cmd, env=None):
 
 
 def compile_bench(build, out):
+    built = os.path.join(ROOT, build, "bench", "bench_weighting")
+    src = os.path.join(HERE, "bench_weighting.c")
+    if os.path.exists(built) and os.path.getmtime(built) >= os.path.getmtime(src):
+        return built
+    # the build does not include bench/ (or is older than the source): compile it here
     lib = os.path.join(ROOT, build, "libmtl")
     if not os.path.exists(os.path.join(lib, "libmtl.so")):
         sys.exit("no %s/libmtl.so: build the library first" % lib)
     sh(["cc", "-O2", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror",
-        "-I" + os.path.join(ROOT, "include"), os.path.join(HERE, "bench_weighting.c"),
+        "-I" + os.path.join(ROOT, "include"), src,
         "-o", out, "-L" + lib, "-lmtl", "-Wl,-rpath," + lib, "-lm"])
     return out
 
