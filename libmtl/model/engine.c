@@ -34,7 +34,6 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
-#include "kernels/gemm.h"
 #include "model/model_internal.h"
 #include "weighting/weighting_internal.h"
 
@@ -325,15 +324,29 @@ static void combine_streams(const mtl_model *m, const float *src, size_t stride,
     }
 }
 
-/* grads[P0:P] = w^T J (rows of inactive tasks are zero), one GEMM (1 x T times T x Pg) */
+/* grads[P0:P] = w^T J: the weighted sum of the active tasks' rows, a chunk of the output at a
+ * time (it stays in L1 while the T rows stream through). Not a GEMM call: BLIS runs this
+ * 1 x T by T x Pg product at a fraction of memory speed (3.4 ms against 0.5 ms on the mid
+ * model at T = 8). */
+#define COMBINE_CHUNK 2048
+
+MTLI_VECTOR_CLONES
 static void combine_rows(mtl_model *m, const bool *act, size_t P0, size_t Pg)
 {
     const int T = m->nheads;
-    float wts[MTLI_WMAX_GRAD_TASKS];
-    for (int t = 0; t < T; t++)
-        wts[t] = act[t] ? (float)m->task_weights[t] : 0.0f;
-    mtli_gemm(false, false, 1, Pg, (size_t)T, 1.0f, wts, (size_t)T, m->eng_J, Pg, 0.0f,
-              m->grads + P0, Pg);
+    float *out = m->grads + P0;
+    for (size_t p0 = 0; p0 < Pg; p0 += COMBINE_CHUNK) {
+        size_t n = Pg - p0 < COMBINE_CHUNK ? Pg - p0 : COMBINE_CHUNK;
+        float *o = out + p0;
+        memset(o, 0, n * sizeof(float));
+        for (int t = 0; t < T; t++) {
+            if (!act[t])
+                continue;
+            const float wt = (float)m->task_weights[t], *r = m->eng_J + (size_t)t * Pg + p0;
+            for (size_t i = 0; i < n; i++)
+                o[i] += wt * r[i];
+        }
+    }
 }
 
 static void gram_from_J(mtl_model *m, size_t Pg)
