@@ -534,6 +534,71 @@ static void check_grads_close(const float *a, const float *b, size_t n, double t
                       what, i, (double)a[i], (double)b[i]);
 }
 
+/* Representation mode with heads that start with a linear layer of few outputs takes the Gram
+ * from the heads' factors (dZ_t = dY_t W_t, never formed): the same Gram, weights and update as
+ * forming every dZ_t (eng_force = 1), with one-layer and two-layer heads and an inactive task. */
+START_TEST(representation_mode_factored_heads)
+{
+    mtl_model *m = NULL;
+    int64_t in[1] = {20};
+    ck_assert_ok(mtl_model_create(&m, MTL_FLOAT32, 1, in));
+    mtl_trunk *tr = mtl_model_trunk(m);
+    ck_assert_ok(mtl_trunk_add_linear(tr, 64));
+    ck_assert_ok(mtl_trunk_add_layer(tr, "tanh", NULL));
+    mtl_head *h;
+    ck_assert_ok(mtl_model_add_head(m, &h, "a"));
+    ck_assert_ok(mtl_head_add_linear(h, 1));
+    ck_assert_ok(mtl_model_add_head(m, &h, "b"));
+    ck_assert_ok(mtl_head_add_linear(h, 2));
+    ck_assert_ok(mtl_head_add_layer(h, "tanh", NULL));
+    ck_assert_ok(mtl_head_add_linear(h, 1));
+    ck_assert_ok(mtl_model_add_head(m, &h, "c"));
+    ck_assert_ok(mtl_head_add_linear(h, 3));
+    ck_assert_ok(mtl_head_set_loss(h, "cross_entropy"));
+    ck_assert_ok(mtl_model_add_head(m, &h, "d"));
+    ck_assert_ok(mtl_head_add_linear(h, 1));
+    ck_assert_ok(mtl_model_build(m, 32, 3));
+    mtl_tensor *x = rand_input(1, in, 32, 8), *ya = rand2(32, 1, 1), *yb = rand2(32, 1, 2),
+               *yc = labels(32, 3, 3), *yd = rand2(32, 1, 4);
+    for (int pass = 0; pass < 2; pass++) {
+        const mtl_tensor *tg[4] = {ya, yb, yc, pass ? NULL : yd};
+        float *grads[2];
+        double G[2][16], wts[2][4];
+        for (int force = 0; force <= 1; force += 1) {
+            m->eng_force = force;
+            mtl_weighting *w = NULL;
+            ck_assert_ok(mtl_weighting_create(&w, "mgda_ub", 4));
+            float L[4];
+            ck_assert_ok(mtl_model_forward_backward(m, w, x, tg, NULL, L));
+            memcpy(G[force], m->eng_G, sizeof G[force]);
+            ck_assert_ok(mtl_weighting_get_weights(w, wts[force], 4));
+            grads[force] = malloc(m->nparams * sizeof(float));
+            memcpy(grads[force], m->grads, m->nparams * sizeof(float));
+            mtl_weighting_free(w);
+        }
+        double scale = 0.0;
+        for (int t = 0; t < 4; t++)
+            scale = fmax(scale, G[1][t * 4 + t]);
+        for (int i = 0; i < 16; i++)
+            ck_assert_msg(fabs(G[0][i] - G[1][i]) <= 1e-5 * scale, "G[%d]: %.9g factored, %.9g",
+                          i, G[0][i], G[1][i]);
+        for (int t = 0; t < 4; t++)
+            ck_assert(fabs(wts[0][t] - wts[1][t]) <= 1e-5);
+        if (pass)
+            ck_assert_double_eq(G[0][3 * 4 + 3], 0.0);
+        check_grads_close(grads[0], grads[1], m->nparams, 1e-5, "factored heads");
+        free(grads[0]);
+        free(grads[1]);
+    }
+    mtl_tensor_free(x);
+    mtl_tensor_free(ya);
+    mtl_tensor_free(yb);
+    mtl_tensor_free(yc);
+    mtl_tensor_free(yd);
+    mtl_model_free(m);
+}
+END_TEST
+
 /* The autogram Gram (from each layer's input Gram, no J) equals J J^T on trunks with linear,
  * conv2d, layer_norm, batch_norm and activations, and the update (one backward of
  * sum_t w_t dZ_t) equals sum_t w_t J_t. */
@@ -894,6 +959,7 @@ static Suite *suite(void)
     tcase_add_test(te, engine_representation_mode_gram);
     tcase_add_test(te, every_method_trains_through_the_step);
     tcase_add_test(te, layer_dots_modes);
+    tcase_add_test(te, representation_mode_factored_heads);
     tcase_add_test(te, stacked_backward_equals_per_task_passes);
     tcase_add_test(te, autogram_gram_equals_J_Jt);
     tcase_add_test(te, engine_picks_the_cheaper_route);
