@@ -1411,6 +1411,7 @@ static void round_trip_predicts_the_same(mtl_model *m, const mtl_tensor *x, cons
     mtl_model *l = NULL;
     ck_assert_ok(mtl_checkpoint_load(path, &l, NULL, NULL));
     ck_assert_int_eq(mtl_model_num_params(l), mtl_model_num_params(m));
+    ck_assert_int_eq(l->grad_layers, m->grad_layers);
     ck_assert_ok(mtl_model_predict(m, x));
     ck_assert_ok(mtl_model_predict(l, x));
     for (int h = 0; h < mtl_model_num_heads(m); h++) {
@@ -1452,6 +1453,7 @@ START_TEST(vision_and_sequence_layers_round_trip)
     ck_assert_ok(mtl_model_add_head(m, &h, "a"));
     ck_assert_ok(mtl_head_add_linear(h, 3));
     ck_assert_ok(mtl_head_set_loss(h, "cross_entropy"));
+    ck_assert_ok(mtl_model_set_double(m, "grad_layers", 1));
     ck_assert_ok(mtl_model_build(m, 4, 1));
     mtl_tensor *x = NULL;
     int64_t xs[4] = {2, 1, 12, 12};

@@ -237,6 +237,7 @@ typedef struct ck_arch {
     int ndim;
     int64_t shape[3];
     double l2_trunk, l2_heads;
+    int64_t grad_layers; /* optional in the file (0 when absent) */
     int64_t max_batch;
     uint64_t seed;
     int nheads;
@@ -361,6 +362,7 @@ static void enc_model(mtli_enc *e, const save_ctx *c)
     mtli_enc_u64s(e, "input_shape", shape, (size_t)m->input_ndim);
     mtli_enc_real(e, "l2_trunk", m->l2_trunk);
     mtli_enc_real(e, "l2_heads", m->l2_heads);
+    mtli_enc_int(e, "grad_layers", m->grad_layers);
     mtli_enc_int(e, "max_batch", (int64_t)m->max_batch);
     mtli_enc_int(e, "seed", (int64_t)m->seed);
     mtli_enc_int(e, "num_heads", m->nheads);
@@ -921,6 +923,8 @@ static mtl_status dec_arch(ck_file *f)
         !(a->l2_heads >= 0.0 && isfinite(a->l2_heads)))
         return mtli_error(MTL_ERR_FORMAT, "model: L2 settings %g, %g must be finite and >= 0",
                           a->l2_trunk, a->l2_heads);
+    a->grad_layers = 0;
+    MTLI_TRY(mtli_rec_int(&r, "grad_layers", false, 0, 1 << 20, &a->grad_layers, NULL));
     MTLI_TRY(mtli_rec_int(&r, "max_batch", true, 1, 1 << 24, &a->max_batch, NULL));
     int64_t seed = 0;
     MTLI_TRY(mtli_rec_int(&r, "seed", true, INT64_MIN, INT64_MAX, &seed, NULL));
@@ -1243,6 +1247,8 @@ static mtl_status build_model(const ck_arch *a, const ck_params *pp, mtl_model *
         st = mtl_model_set_double(m, "l2_trunk", a->l2_trunk);
     if (st == MTL_OK)
         st = mtl_model_set_double(m, "l2_heads", a->l2_heads);
+    if (st == MTL_OK)
+        st = mtl_model_set_double(m, "grad_layers", (double)a->grad_layers);
     size_t np = 0, ns = 0;
     if (st == MTL_OK)
         st = infer_counts(m, &np, &ns);
@@ -1357,6 +1363,9 @@ static mtl_status diff_arch(const ck_arch *a, const mtl_model *m)
                           "L2 settings (l2_trunk %g, l2_heads %g) in the checkpoint, (%g, %g) in "
                           "the model",
                           a->l2_trunk, a->l2_heads, m->l2_trunk, m->l2_heads);
+    if (a->grad_layers != m->grad_layers)
+        return mtli_error(MTL_ERR_SHAPE, "grad_layers is %lld in the checkpoint, %lld in the model",
+                          (long long)a->grad_layers, (long long)m->grad_layers);
     return MTL_OK;
 }
 
