@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "kernels/gemm.h"
+#include "layers/layer.h"
 #include "weighting/weighting_internal.h"
 
 static size_t rng_state(const mtl_weighting *w, int T)
@@ -25,14 +26,6 @@ static size_t rng_state(const mtl_weighting *w, int T)
     (void)w;
     (void)T;
     return 8;
-}
-
-static double row_norm(const float *g, size_t P)
-{
-    double s = 0.0;
-    for (size_t p = 0; p < P; p++)
-        s += (double)g[p] * g[p];
-    return sqrt(s);
 }
 
 /* out[b:e] = sum_a coef_a J[idx_a, b:e] (one GEMM; the rows of inactive tasks get 0) */
@@ -45,6 +38,178 @@ static void combine_rows(mtl_weighting *w, const mtli_wctx *c, const double *coe
         w->fw[c->idx[a]] = (float)coef[a];
     mtli_gemm(false, false, 1, e - b, (size_t)w->T, 1.0f, w->fw, (size_t)w->T, c->J + b, c->P,
               0.0f, c->shared_out + b, e - b);
+}
+
+/* ---- vectorised per-coordinate kernels -------------------------------------------------------
+ * Reductions over the P shared coordinates run in CL independent double lanes (the compiler
+ * widens them; a single running sum would be serial), combined at the end. Per-coordinate
+ * work runs in blocks of CB coordinates, tasks outer and coordinates inner, so that each
+ * inner loop is a straight, branch-free loop over contiguous memory. */
+#define CL 16
+#define CB 512
+
+static double lanes_sum(const double *acc)
+{
+    double s = 0.0;
+    for (int l = 0; l < CL; l++)
+        s += acc[l];
+    return s;
+}
+
+/* sum_p g[p]^2 */
+MTLI_VECTOR_CLONES
+static double sumsq_f(const float *g, size_t n)
+{
+    double acc[CL] = {0};
+    size_t p = 0;
+    for (; p + CL <= n; p += CL)
+        for (int l = 0; l < CL; l++)
+            acc[l] += (double)g[p + l] * g[p + l];
+    for (; p < n; p++)
+        acc[0] += (double)g[p] * g[p];
+    return lanes_sum(acc);
+}
+
+/* y <- y - bk (y - sc g) over n coordinates */
+MTLI_VECTOR_CLONES
+static void ema_toward(double *y, const float *g, size_t n, double bk, double sc)
+{
+    for (size_t p = 0; p < n; p++)
+        y[p] -= bk * (y[p] - sc * (double)g[p]);
+}
+
+/* sum_p a[p] b[p] (double rows) */
+MTLI_VECTOR_CLONES
+static double dot_d(const double *a, const double *b, size_t n)
+{
+    double acc[CL] = {0};
+    size_t p = 0;
+    for (; p + CL <= n; p += CL)
+        for (int l = 0; l < CL; l++)
+            acc[l] += a[p + l] * b[p + l];
+    for (; p < n; p++)
+        acc[0] += a[p] * b[p];
+    return lanes_sum(acc);
+}
+
+/* b <- h + bk (b - h), h = inv g; returns sum_p b[p]^2 */
+MTLI_VECTOR_CLONES
+static double dbmtl_row(double *b, const float *g, size_t n, double inv, double bk)
+{
+    double acc[CL] = {0};
+    size_t p = 0;
+    for (; p + CL <= n; p += CL)
+        for (int l = 0; l < CL; l++) {
+            double h = (double)g[p + l] * inv, v = h + bk * (b[p + l] - h);
+            b[p + l] = v;
+            acc[l] += v * v;
+        }
+    for (; p < n; p++) {
+        double h = (double)g[p] * inv, v = h + bk * (b[p] - h);
+        b[p] = v;
+        acc[0] += v * v;
+    }
+    return lanes_sum(acc);
+}
+
+/* s += g^2; returns sum_p g[p]^2 / sqrt(s[p] + 1e-7) */
+MTLI_VECTOR_CLONES
+static double excess_row(double *s, const float *g, size_t n)
+{
+    double acc[CL] = {0};
+    size_t p = 0;
+    for (; p + CL <= n; p += CL)
+        for (int l = 0; l < CL; l++) {
+            double g2 = (double)g[p + l] * g[p + l], v = s[p + l] + g2;
+            s[p + l] = v;
+            acc[l] += g2 / sqrt(v + 1e-7);
+        }
+    for (; p < n; p++) {
+        double g2 = (double)g[p] * g[p], v = s[p] + g2;
+        s[p] = v;
+        acc[0] += g2 / sqrt(v + 1e-7);
+    }
+    return lanes_sum(acc);
+}
+
+/* out[b + i] = sum_a coef[a] Y[idx[a]*P + b + i] for i < n <= CB (double rows) */
+MTLI_VECTOR_CLONES
+static void combine_d_block(const double *Y, size_t P, const int *idx, int k,
+                            const double *coef, size_t b, size_t n, float *out)
+{
+    double o[CB];
+    for (size_t i = 0; i < n; i++)
+        o[i] = 0.0;
+    for (int a = 0; a < k; a++) {
+        const double *y = Y + (size_t)idx[a] * P + b, ca = coef[a];
+        for (size_t i = 0; i < n; i++)
+            o[i] += ca * y[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        out[b + i] = (float)o[i];
+}
+
+static void combine_d(const double *Y, size_t P, const int *idx, int k, const double *coef,
+                      float *out)
+{
+    for (size_t b = 0; b < P; b += CB)
+        combine_d_block(Y, P, idx, k, coef, b, P - b < CB ? P - b : CB, out);
+}
+
+/* n uniform doubles in [0, 1), the same draws in the same order as n calls of
+ * mtli_rng_uniform_double (xoshiro256**, kept inline so the loop stays in registers) */
+static void uniform_block(mtli_rng *r, double *u, size_t n)
+{
+    uint64_t s0 = r->s[0], s1 = r->s[1], s2 = r->s[2], s3 = r->s[3];
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = s1 * 5;
+        x = ((x << 7) | (x >> 57)) * 9;
+        uint64_t t = s1 << 17;
+        s2 ^= s0;
+        s3 ^= s1;
+        s1 ^= s2;
+        s0 ^= s3;
+        s2 ^= t;
+        s3 = (s3 << 45) | (s3 >> 19);
+        u[i] = (double)(x >> 11) * 0x1.0p-53;
+    }
+    r->s[0] = s0;
+    r->s[1] = s1;
+    r->s[2] = s2;
+    r->s[3] = s3;
+}
+
+/* GradDrop on coordinates [b, b + n), n <= CB, with the draws u[0..n) */
+MTLI_VECTOR_CLONES
+static void graddrop_block(const float *J, size_t P, const int *idx, int k, size_t b,
+                           size_t n, const double *u, double leak, float *out)
+{
+    double s[CB], sa[CB], o[CB];
+    for (size_t i = 0; i < n; i++)
+        s[i] = sa[i] = o[i] = 0.0;
+    for (int a = 0; a < k; a++) {
+        const float *g = J + (size_t)idx[a] * P + b;
+        for (size_t i = 0; i < n; i++) {
+            double v = g[i];
+            s[i] += v;
+            sa[i] += fabs(v);
+        }
+    }
+    for (size_t i = 0; i < n; i++) { /* s[i] <- purity (unused where sa is 0) */
+        double d = sa[i] > 0.0 ? sa[i] : 1.0;
+        s[i] = 0.5 * (1.0 + s[i] / d);
+    }
+    const double kept = leak + (1.0 - leak), dropped = leak;
+    for (int a = 0; a < k; a++) {
+        const float *g = J + (size_t)idx[a] * P + b;
+        for (size_t i = 0; i < n; i++) {
+            double v = g[i];
+            bool keep = (s[i] > u[i] && v > 0.0) | (s[i] < u[i] && v < 0.0);
+            o[i] += (keep ? kept : dropped) * v;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        out[b + i] = sa[i] > 0.0 ? (float)o[i] : 0.0f;
 }
 
 /* ---- graddrop ------------------------------------------------------------------------------
@@ -72,25 +237,11 @@ static mtl_status graddrop_apply(mtl_weighting *w, mtli_wctx *c)
     const double leak = mtli_wkd(w, GD_LEAK);
     mtli_rng r;
     mtli_wrng_load(w->ms, &r);
-    for (size_t p = 0; p < P; p++) {
-        double s = 0.0, sa = 0.0;
-        for (int a = 0; a < c->k; a++) {
-            double g = c->J[(size_t)c->idx[a] * P + p];
-            s += g;
-            sa += fabs(g);
-        }
-        double u = mtli_rng_uniform_double(&r); /* one draw per coordinate, always */
-        if (sa == 0.0) {
-            c->shared_out[p] = 0.0f;
-            continue;
-        }
-        double purity = 0.5 * (1.0 + s / sa), out = 0.0;
-        for (int a = 0; a < c->k; a++) {
-            double g = c->J[(size_t)c->idx[a] * P + p];
-            bool keep = (purity > u && g > 0.0) || (purity < u && g < 0.0);
-            out += (leak + (1.0 - leak) * (keep ? 1.0 : 0.0)) * g;
-        }
-        c->shared_out[p] = (float)out;
+    double u[CB];
+    for (size_t b = 0; b < P; b += CB) { /* one draw per coordinate, always, in order */
+        size_t n = P - b < CB ? P - b : CB;
+        uniform_block(&r, u, n);
+        graddrop_block(c->J, P, c->idx, c->k, b, n, u, leak, c->shared_out);
     }
     mtli_wrng_store(w->ms, &r);
     c->wrote_shared = true;
@@ -283,21 +434,23 @@ static mtl_status moco_apply(mtl_weighting *w, mtli_wctx *c)
     double gk = mtli_wkd(w, MC_GAMMA) / pow(step, mtli_wkd(w, MC_GAMMA_SIGMA));
     double *lam = w->ms, *YY = w->ws, *scale = YY + (size_t)k * k, *nl = scale + k,
            *lk = nl + k;
-    for (int a = 0; a < k; a++) {
-        const float *g = c->J + (size_t)c->idx[a] * P;
-        scale[a] = c->L[a] / (row_norm(g, P) + 1e-8);
-        double *y = w->bs + (size_t)c->idx[a] * P;
-        for (size_t p = 0; p < P; p++)
-            y[p] -= bk * (y[p] - scale[a] * g[p]);
+    for (int a = 0; a < k; a++)
+        scale[a] = c->L[a] / (sqrt(sumsq_f(c->J + (size_t)c->idx[a] * P, P)) + 1e-8);
+    for (size_t i = 0; i < (size_t)k * k; i++)
+        YY[i] = 0.0;
+    for (size_t b = 0; b < P; b += CB) { /* update a block of every y, then its Gram part */
+        size_t n = P - b < CB ? P - b : CB;
+        for (int a = 0; a < k; a++)
+            ema_toward(w->bs + (size_t)c->idx[a] * P + b, c->J + (size_t)c->idx[a] * P + b, n,
+                       bk, scale[a]);
+        for (int a = 0; a < k; a++)
+            for (int q = a; q < k; q++)
+                YY[(size_t)a * k + q] += dot_d(w->bs + (size_t)c->idx[a] * P + b,
+                                               w->bs + (size_t)c->idx[q] * P + b, n);
     }
     for (int a = 0; a < k; a++)
-        for (int b = a; b < k; b++) {
-            const double *ya = w->bs + (size_t)c->idx[a] * P, *yb = w->bs + (size_t)c->idx[b] * P;
-            double s = 0.0;
-            for (size_t p = 0; p < P; p++)
-                s += ya[p] * yb[p];
-            YY[(size_t)a * k + b] = YY[(size_t)b * k + a] = s;
-        }
+        for (int q = 0; q < a; q++)
+            YY[(size_t)a * k + q] = YY[(size_t)q * k + a];
     double rho = mtli_wkd(w, MC_RHO), mx = -INFINITY, z = 0.0;
     for (int a = 0; a < k; a++)
         lk[a] = lam[c->idx[a]];
@@ -312,12 +465,9 @@ static mtl_status moco_apply(mtl_weighting *w, mtli_wctx *c)
         z += nl[a] = exp(nl[a] - mx);
     for (int a = 0; a < k; a++)
         lam[c->idx[a]] = nl[a] / z;
-    for (size_t p = 0; p < P; p++) {
-        double s = 0.0;
-        for (int a = 0; a < k; a++)
-            s += lam[c->idx[a]] * w->bs[(size_t)c->idx[a] * P + p];
-        c->shared_out[p] = (float)s;
-    }
+    for (int a = 0; a < k; a++)
+        lk[a] = lam[c->idx[a]];
+    combine_d(w->bs, P, c->idx, k, lk, c->shared_out);
     c->wrote_shared = true;
     for (int a = 0; a < k; a++)
         c->w[a] = lam[c->idx[a]];
@@ -362,24 +512,14 @@ static mtl_status dbmtl_apply(mtl_weighting *w, mtli_wctx *c)
     }
     for (int a = 0; a < k; a++) {
         const float *g = c->J + (size_t)c->idx[a] * P;
-        double inv = 1.0 / (c->L[a] + 1e-8), s = 0.0;
-        double *b = w->bs + (size_t)c->idx[a] * P;
-        for (size_t p = 0; p < P; p++) {
-            double h = g[p] * inv;
-            b[p] = h + bk * (b[p] - h);
-            s += b[p] * b[p];
-        }
+        double inv = 1.0 / (c->L[a] + 1e-8);
+        double s = dbmtl_row(w->bs + (size_t)c->idx[a] * P, g, P, inv, bk);
         nrm[a] = sqrt(s);
         umax = fmax(umax, nrm[a]);
     }
     for (int a = 0; a < k; a++)
         nrm[a] = umax / (nrm[a] + 1e-8); /* a_t */
-    for (size_t p = 0; p < P; p++) {
-        double s = 0.0;
-        for (int a = 0; a < k; a++)
-            s += nrm[a] * w->bs[(size_t)c->idx[a] * P + p];
-        c->shared_out[p] = (float)s;
-    }
+    combine_d(w->bs, P, c->idx, k, nrm, c->shared_out);
     c->wrote_shared = true;
     for (int a = 0; a < k; a++)
         c->w[a] = 1.0 / (c->L[a] + 1e-8);
@@ -423,12 +563,7 @@ static mtl_status excess_apply(mtl_weighting *w, mtli_wctx *c)
     bool changed = false;
     for (int a = 0; a < k; a++) {
         const float *g = c->J + (size_t)c->idx[a] * P;
-        double *s = w->bs + (size_t)c->idx[a] * P, acc = 0.0;
-        for (size_t p = 0; p < P; p++) {
-            double gp = g[p];
-            s[p] += gp * gp;
-            acc += gp * gp / sqrt(s[p] + 1e-7);
-        }
+        double acc = excess_row(w->bs + (size_t)c->idx[a] * P, g, P);
         e[a] = acc;
     }
     for (int a = 0; a < k; a++) {
