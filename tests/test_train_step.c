@@ -7,6 +7,7 @@
 #include <mtl/mtl.h>
 
 #include "core/rng.h"
+#include "kernels/conv_direct.h"
 #include "model/model_internal.h"
 #include "test_main.h"
 #include "test_oom.h"
@@ -464,6 +465,14 @@ START_TEST(stacked_backward_equals_per_task_passes)
     check_stacked(3, CONV_IN, CONV, NSPEC(CONV), 0);
     check_stacked(3, CONV_IN, CONV, NSPEC(CONV), 4);
     check_stacked(3, BIGCONV_IN, BIGCONV, NSPEC(BIGCONV), 0);
+    /* conv2d's direct kernels on maps too small for them to be chosen by themselves: the
+     * second convolution then also passes its input gradient through them */
+    if (mtli_convd_available()) {
+        mtli_conv_route_choice = MTLI_CONV_DIRECT;
+        check_stacked(3, CONV_IN, CONV, NSPEC(CONV), 0);
+        check_stacked(3, CONV_IN, CONV, NSPEC(CONV), 4);
+        mtli_conv_route_choice = MTLI_CONV_AUTO;
+    }
     check_stacked(1, MLP_IN, DROP, NSPEC(DROP), 0);
     check_stacked(2, SEQ_IN, SEQ, NSPEC(SEQ), 0);
     check_stacked(2, SEQ_IN, SEQ, NSPEC(SEQ), 3);
@@ -657,6 +666,11 @@ START_TEST(autogram_gram_equals_J_Jt)
     /* with the per-task range restricted to the last layers */
     check_autogram(1, NORM_IN, NORM, NSPEC(NORM), 3, 2, 9);
     check_autogram(3, CONV_IN, CONV, NSPEC(CONV), 3, 1, 9);
+    if (mtli_convd_available()) { /* conv2d's direct kernels (see stacked_backward_...) */
+        mtli_conv_route_choice = MTLI_CONV_DIRECT;
+        check_autogram(3, CONV_IN, CONV, NSPEC(CONV), 3, 0, 9);
+        mtli_conv_route_choice = MTLI_CONV_AUTO;
+    }
 }
 END_TEST
 

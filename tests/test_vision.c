@@ -13,6 +13,7 @@
 #include <mtl/mtl.h>
 
 #include "core/rng.h"
+#include "kernels/conv_direct.h"
 #include "kernels/im2col.h"
 #include "layers/layer.h"
 #include "test_main.h"
@@ -414,10 +415,93 @@ START_TEST(conv2d_scratch_bounded_by_chunk)
     conv_make(&h, &big);
     h_dims(&h, 2, 64, 64);
     ck_assert_ok(h.l.ops->setup(&h.l));
+    mtli_conv_route_choice = MTLI_CONV_IM2COL;
     size_t one = h.l.ops->scratch_floats(&h.l, 1);
     ck_assert_uint_eq(one, (size_t)2 * 9 * 64 * 64);
     ck_assert_uint_eq(h.l.ops->scratch_floats(&h.l, 256), one);
     ck_assert_uint_eq(h.l.ops->scratch_floats(&h.l, 0), 0);
+    /* the direct kernels' buffers are per group of samples too */
+    mtli_conv_route_choice = MTLI_CONV_AUTO;
+    one = h.l.ops->scratch_floats(&h.l, 1);
+    ck_assert_uint_ge(one, (size_t)2 * 9 * 64 * 64);
+    ck_assert_uint_eq(h.l.ops->scratch_floats(&h.l, 256), one);
+    ck_assert_uint_eq(h.l.ops->scratch_floats(&h.l, 0), 0);
+}
+END_TEST
+
+/* Geometries for the direct kernels (stride 1 along the width): output-channel counts that
+ * fill no register block exactly, maps wider than one tile with short last tiles, padding
+ * wider than the dilated kernel, stride along the height, batches of more than one group. */
+static const conv_case direct_cases[] = {
+    {3, 20, 21, 7, 3, 3, 1, 1, 1, 2, 1, 1, 1, 3},
+    {2, 19, 40, 13, 5, 7, 2, 1, 2, 3, 1, 2, 1, 3},
+    {4, 17, 33, 6, 4, 5, 1, 1, 3, 2, 2, 1, 0, 4},
+    {1, 12, 18, 9, 1, 1, 1, 1, 2, 2, 1, 1, 1, 2},
+    {5, 9, 26, 16, 3, 9, 1, 1, 0, 4, 1, 1, 1, 11},
+    {3, 10, 10, 11, 3, 3, 1, 1, 1, 1, 2, 2, 1, 9},
+};
+#define NDIRECT (sizeof direct_cases / sizeof direct_cases[0])
+
+/* Both routes of conv2d (the direct kernels wherever they apply, and the im2col lowering)
+ * against the double-precision convolution, values and gradients. */
+START_TEST(conv2d_routes_match_direct_convolution)
+{
+    const mtli_conv_route routes[2] = {MTLI_CONV_DIRECT, MTLI_CONV_IM2COL};
+    double worst = 0.0;
+    for (int r = 0; r < 2; r++) {
+        if (routes[r] == MTLI_CONV_DIRECT && !mtli_convd_available())
+            continue;
+        mtli_conv_route_choice = routes[r];
+        for (size_t k = 0; k < NDIRECT; k++) { /* the route taken is the one asked for */
+            H h;
+            conv_make(&h, &direct_cases[k]);
+            h_dims(&h, direct_cases[k].C, direct_cases[k].H, direct_cases[k].W);
+            ck_assert_ok(h.l.ops->setup(&h.l));
+            mtli_conv_geom g;
+            mtli_layer_window(&h.l, false, &g);
+            ck_assert(mtli_convd_applies(&g, (size_t)direct_cases[k].out) ==
+                      (routes[r] == MTLI_CONV_DIRECT));
+            ck_assert(mtli_convd_dx_applies(&g, (size_t)direct_cases[k].out) ==
+                      (routes[r] == MTLI_CONV_DIRECT && direct_cases[k].sh == 1));
+            h_free(&h);
+        }
+        for (size_t k = 0; k < NCONV; k++)
+            worst = fmax(worst, conv_vs_naive(&conv_cases[k], 10, 1e-5));
+        for (size_t k = 0; k < NDIRECT; k++)
+            worst = fmax(worst, conv_vs_naive(&direct_cases[k], direct_cases[k].B, 1e-5));
+        const conv_case lenet1 = {1, 36, 36, 10, 9, 9, 1, 1, 0, 0, 1, 1, 1, 9};
+        worst = fmax(worst, conv_vs_naive(&lenet1, 9, 1e-5));
+        const conv_case lenet2 = {10, 14, 14, 20, 5, 5, 1, 1, 0, 0, 1, 1, 1, 9};
+        worst = fmax(worst, conv_vs_naive(&lenet2, 9, 1e-5));
+    }
+    mtli_conv_route_choice = MTLI_CONV_AUTO;
+    if (getenv("MTL_TEST_VERBOSE"))
+        fprintf(stderr, "conv2d routes vs direct: worst error %.3g of the terms' absolute sum\n",
+                worst);
+}
+END_TEST
+
+/* Finite differences through the direct kernels on every geometry. */
+START_TEST(grad_conv2d_direct)
+{
+    if (!mtli_convd_available())
+        return;
+    mtli_conv_route_choice = MTLI_CONV_DIRECT;
+    double worst = 0.0;
+    for (size_t k = 0; k < NCONV + NDIRECT; k++) {
+        const conv_case *c = k < NCONV ? &conv_cases[k] : &direct_cases[k - NCONV];
+        if (c->H * c->W * c->C > 400) /* the gradient check's cost grows with the input */
+            continue;
+        H h;
+        conv_make(&h, c);
+        h_setup(&h, c->C, c->H, c->W, 2, 7);
+        worst = fmax(worst, gradcheck(&h, 2, true, false, 300 + k));
+        h_free(&h);
+    }
+    mtli_conv_route_choice = MTLI_CONV_AUTO;
+    if (getenv("MTL_TEST_VERBOSE"))
+        fprintf(stderr, "conv2d direct gradient check: at most %.3g of the tolerance used\n",
+                worst);
 }
 END_TEST
 
@@ -1142,6 +1226,7 @@ static Suite *vision_suite(void)
     Suite *s = suite_create("vision");
     TCase *g = tcase_create("gradients");
     tcase_add_test(g, grad_conv2d);
+    tcase_add_test(g, grad_conv2d_direct);
     tcase_add_test(g, grad_pools);
     tcase_add_test(g, max_pool2d_ties_and_nan_as_pytorch);
     tcase_add_test(g, flatten_shape_values_gradient);
@@ -1150,6 +1235,7 @@ static Suite *vision_suite(void)
     TCase *v = tcase_create("values");
     tcase_add_test(v, conv2d_matches_direct_convolution);
     tcase_add_test(v, conv2d_scratch_bounded_by_chunk);
+    tcase_add_test(v, conv2d_routes_match_direct_convolution);
     tcase_add_test(v, conv2d_forward_matches_pytorch);
     tcase_add_test(v, pool_forward_matches_pytorch);
     tcase_add_test(v, batch_norm2d_matches_pytorch);

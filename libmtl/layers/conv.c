@@ -23,6 +23,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "kernels/conv_direct.h"
 #include "kernels/gemm.h"
 #include "layers/layer.h"
 
@@ -174,7 +175,16 @@ static size_t conv_scratch(const mtli_layer *l, size_t B)
     mtli_conv_geom g;
     mtli_layer_window(l, false, &g);
     size_t nc = conv_chunk(&g, B), N = g.Ho * g.Wo;
-    return nc * conv_k(&g) * N + (nc > 1 ? nc * (size_t)l->opts.out * N : 0);
+    size_t cols = nc * conv_k(&g) * N + (nc > 1 ? nc * (size_t)l->opts.out * N : 0);
+    size_t direct = B ? mtli_convd_work(&g, (size_t)l->opts.out) : 0;
+    return cols > direct ? cols : direct;
+}
+
+/* The direct kernels' backward (kernels/conv_direct.c) applies when they apply to the forward
+ * and, if the input gradient is needed, to it as well. */
+static bool conv_direct_backward(const mtli_conv_geom *g, size_t O, bool dx)
+{
+    return mtli_convd_applies(g, O) && (!dx || mtli_convd_dx_applies(g, O));
 }
 
 static void conv_forward(mtli_layer *l, const mtli_fwd *f)
@@ -187,6 +197,10 @@ static void conv_forward(mtli_layer *l, const mtli_fwd *f)
     const size_t K = conv_k(&g), N = g.Ho * g.Wo, O = (size_t)l->opts.out, F = l->in_features;
     const size_t nc = conv_chunk(&g, B);
     const float *Wt = l->params, *bias = l->opts.bias ? l->params + O * K : NULL;
+    if (mtli_convd_applies(&g, O)) {
+        mtli_convd_forward(&g, O, Wt, bias, f->x, B, f->y, f->scratch);
+        return;
+    }
     float *col = f->scratch, *ybuf = f->scratch + nc * K * N;
     for (size_t b0 = 0; b0 < B; b0 += nc) {
         size_t nb = B - b0 < nc ? B - b0 : nc, ld = nb * N;
@@ -218,6 +232,7 @@ static void conv_forward(mtli_layer *l, const mtli_fwd *f)
 }
 
 /* Sum of n floats in double with eight fixed partial sums (deterministic, vectorisable). */
+MTLI_VECTOR_CLONES
 static double sum_f(const float *x, size_t n)
 {
     double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -252,6 +267,10 @@ static void conv_backward(const mtli_layer *l, const mtli_bwd *b)
                 s += sum_f(b->dy + (t * O + o) * N, N);
             db[o] = (float)((double)db[o] + s);
         }
+    }
+    if (conv_direct_backward(&g, O, b->dx != NULL)) {
+        mtli_convd_backward(&g, O, Wt, b->x, b->dy, B, dW, b->dx, col);
+        return;
     }
     for (size_t b0 = 0; b0 < B; b0 += nc) {
         size_t nb = B - b0 < nc ? B - b0 : nc, ld = nb * N;
@@ -308,6 +327,13 @@ static void conv_backward_stacked(const mtli_layer *l, const mtli_bwd *b, int T,
     const size_t nc = conv_chunk(&g, B);
     const float *Wt = l->params;
     float *col = (float *)b->scratch, *ybuf = col + nc * K * N;
+    if (conv_direct_backward(&g, O, b->dx != NULL)) {
+        for (int t = 0; t < T; t++)
+            mtli_convd_backward(&g, O, Wt, b->x, b->dy + (size_t)t * B * OF, B,
+                                dparams_t ? dparams_t[t] : NULL,
+                                b->dx ? b->dx + (size_t)t * B * F : NULL, col);
+        return;
+    }
     for (size_t b0 = 0; b0 < B; b0 += nc) {
         size_t nb = B - b0 < nc ? B - b0 : nc, ld = nb * N;
         if (dparams_t) {
