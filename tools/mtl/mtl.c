@@ -244,6 +244,8 @@ static int on_progress(void *user, const char *event, int64_t epoch, int64_t ste
             printf("  evaluation (epoch %lld, step %lld): ", (long long)epoch, (long long)step);
             print_eval(mtl_trainer_eval_result(p->tr), p->model, "");
         }
+        /* the next epoch's samples/s counts training only, not this evaluation */
+        p->epoch_start = now_seconds();
     }
     return g_interrupted ? 1 : 0;
 }
