@@ -95,12 +95,24 @@ static bool convd_possible(const mtli_conv_geom *g, size_t O)
     return g->sw == 1 && O > 0 && g->C > 0 && mtli_conv_route_choice != MTLI_CONV_IM2COL;
 }
 
-/* AUTO: maps at least half a tile wide, and few enough channels that the register blocks
- * beat a GEMM (past that the GEMM's own blocking wins and the columns cost little). */
+/* The register blocks are sized for AVX-512's 32 vector registers; with fewer (AVX2 has 16
+ * of half the width) they spill, and AUTO keeps the im2col route. */
+static bool cpu_has_avx512(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return false;
+#endif
+}
+
+/* AUTO: an AVX-512 CPU, maps at least half a tile wide, and few enough channels that the
+ * register blocks beat a GEMM (past that the GEMM's own blocking wins and the columns cost
+ * little). */
 static bool convd_worth(const mtli_conv_geom *g, size_t O)
 {
     return mtli_conv_route_choice == MTLI_CONV_DIRECT ||
-           (g->Wo >= VL / 2 && O <= 64 && g->C * g->kh * g->kw <= 4096);
+           (g->Wo >= VL / 2 && O <= 64 && g->C * g->kh * g->kw <= 4096 && cpu_has_avx512());
 }
 
 bool mtli_convd_applies(const mtli_conv_geom *g, size_t O)

@@ -13,8 +13,10 @@
  * roles exchanged.
  *
  * Compiled in AVX-512 / AVX2 / baseline versions chosen when the library loads (as the
- * layers' other vector kernels; see MTLI_VECTOR_CLONES). Needs GNU C vector extensions;
- * without them mtli_convd_available() is false and conv2d keeps the im2col route. */
+ * layers' other vector kernels; see MTLI_VECTOR_CLONES); the register blocks are sized for
+ * AVX-512, so the automatic choice takes them only on AVX-512 CPUs. Needs GNU C vector
+ * extensions; without them mtli_convd_available() is false and conv2d keeps the im2col
+ * route. Sums run in a fixed order: results are the same from run to run on one machine. */
 #ifndef MTLI_CONV_DIRECT_H
 #define MTLI_CONV_DIRECT_H
 

@@ -17,7 +17,13 @@
  * Scratch: the column matrix (nb*K*Ho*Wo floats) then, when nb > 1, the Y/dY buffer
  * (nb*out*Ho*Wo). It is pure workspace: forward leaves nothing there that backward needs
  * (backward recomputes the columns from its input), so backward uses it too. Its size is
- * bounded by the chunk, not by the batch. */
+ * bounded by the chunk, not by the batch.
+ *
+ * Where the windows move one column at a time (stride_w = 1) over maps at least 8 wide with
+ * at most 64 output channels, the direct kernels of kernels/conv_direct.c replace the
+ * lowering on AVX-512 CPUs: no column matrix, the multiply-adds in vector registers (the
+ * LeNet layers of the Multi-Fashion recipe run about twice as fast). The scratch is then the
+ * larger of the two routes' needs, still independent of the batch. */
 #include <stdint.h>
 #include <string.h>
 
