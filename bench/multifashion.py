@@ -42,9 +42,13 @@ PUBLISHED = [("single-task", "0.809", "0.800"), ("MOO-MTL", "≈ 0.80", "≈ 0.7
 
 
 def env():
+    """The environment of the runs: the bindings and the library by absolute paths (the runs
+    start in the output folder), one thread."""
     e = dict(os.environ)
-    e.setdefault("PYTHONPATH", os.path.join(ROOT, "bindings", "python"))
-    e.setdefault("MTL_LIBRARY", os.path.join(ROOT, "build", "libmtl", "libmtl.so.1"))
+    paths = e.get("PYTHONPATH", os.path.join(ROOT, "bindings", "python")).split(os.pathsep)
+    e["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in paths if p)
+    e["MTL_LIBRARY"] = os.path.abspath(
+        e.get("MTL_LIBRARY", os.path.join(ROOT, "build", "libmtl", "libmtl.so.1")))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         e.setdefault(var, "1")
     return e
@@ -95,8 +99,8 @@ def epoch_rates(text):
 def train_rows(name):
     """training rows of a configuration (after its validation hold-out)"""
     e = env()
-    sys.path.insert(0, e["PYTHONPATH"])
-    os.environ.setdefault("MTL_LIBRARY", e["MTL_LIBRARY"])
+    sys.path[:0] = e["PYTHONPATH"].split(os.pathsep)
+    os.environ["MTL_LIBRARY"] = e["MTL_LIBRARY"]
     import mtl
     return len(mtl.Config.load(config(name)).build_dataset("train"))
 
@@ -127,8 +131,12 @@ def cmd_time(a):
             # the first epoch also pays for the first touches of the data; keep the rest
             rows.setdefault(m, []).extend(secs[1:] if len(secs) > 1 else secs)
             print(f"{m}: {' '.join(f'{s:.1f}' for s in secs)} s per epoch", flush=True)
-    res = {m: {"seconds": v, "median": statistics.median(v)} for m, v in rows.items()}
-    with open(os.path.join(a.out, "time.json"), "w") as f:
+    res = {}
+    path = os.path.join(a.out, "time.json")
+    if os.path.exists(path):  # earlier measurements of other methods stay
+        res = json.load(open(path))
+    res.update({m: {"seconds": v, "median": statistics.median(v)} for m, v in rows.items()})
+    with open(path, "w") as f:
         json.dump(res, f, indent=1)
     for m, v in res.items():
         print(f"{m}: median {v['median']:.2f} s per epoch over {len(v['seconds'])}")
