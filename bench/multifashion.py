@@ -155,6 +155,28 @@ def parse_acc(path, prefix=""):
     return acc or None
 
 
+def val_at(out, name, epoch):
+    """{task: validation accuracy} of a run after the given epoch, from its log"""
+    if name == "torch-ew":
+        path = os.path.join(out, "torch-ew.out")
+        if not os.path.exists(path):
+            return None
+        for line in open(path):
+            if line.startswith("{") and '"val_accuracy"' in line:
+                r = json.loads(line)
+                if r.get("epoch") == epoch:
+                    return r["val_accuracy"]
+        return None
+    path = os.path.join(out, f"multifashion-{name}.jsonl")
+    if not os.path.exists(path):
+        return None
+    for line in open(path):
+        r = json.loads(line)
+        if r.get("epoch") == epoch and "val" in r:
+            return {k.split(".")[0]: v for k, v in r["val"].items() if k.endswith(".accuracy")}
+    return None
+
+
 def epochs_of(path):
     if not os.path.exists(path):
         return None
@@ -211,6 +233,27 @@ def cmd_report(a):
         lines.append(f"| {label} | {r['epochs']} | {f4(r['train'], 'left')} | "
                      f"{f4(r['train'], 'right')} | {f4(r['test'], 'left')} | "
                      f"{f4(r['test'], 'right')} | {dm} | {secs(tkey)} |")
+    short = sorted({r["epochs"] for r in res.values() if r["epochs"] and r["epochs"] < 100})
+    for E in short:
+        lines += ["", f"At epoch {E} (validation accuracy of every run at that epoch; Δm% "
+                      f"against the single-task runs' validation accuracy at epoch {E}):", "",
+                  "| method | schedule | val left | val right | Δm% (val) |",
+                  "|---|---:|---:|---:|---:|"]
+        vb = {t: val_at(a.out, f"single-{t}", E) for t in TASKS}
+        for name in ["single-task"] + METHODS + ["torch-ew"]:
+            if name == "single-task":
+                v = {t: (vb[t] or {}).get(t) for t in TASKS}
+                sched = res.get("single-left", {}).get("epochs")
+            else:
+                if name not in res:
+                    continue
+                v, sched = val_at(a.out, name, E), res[name]["epochs"]
+            if not v or None in v.values():
+                continue
+            dm = "0" if name == "single-task" else (
+                f"{100.0 / 2 * sum((v[t] - vb[t][t]) / vb[t][t] for t in TASKS):+.2f}"
+                if all(vb[t] for t in TASKS) else "—")
+            lines.append(f"| {name} | {sched} | {v['left']:.4f} | {v['right']:.4f} | {dm} |")
     lines += ["", "Published reference points (training-set accuracy):", "",
               "| method | left | right |", "|---|---:|---:|"]
     lines += [f"| {n} | {l} | {r} |" for n, l, r in PUBLISHED]
