@@ -409,21 +409,28 @@ END_TEST
 
 START_TEST(conv2d_scratch_bounded_by_chunk)
 {
-    /* the column buffer holds one GEMM's samples, not the whole batch */
+    /* im2col (stride 2 along the width): the column buffer holds one GEMM's samples (here a
+     * 64x64 map, one sample), not the whole batch */
     H h;
-    const conv_case big = {2, 64, 64, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3};
-    conv_make(&h, &big);
-    h_dims(&h, 2, 64, 64);
+    const conv_case strided = {2, 64, 128, 3, 3, 3, 1, 2, 1, 1, 1, 1, 1, 3};
+    conv_make(&h, &strided);
+    h_dims(&h, 2, 64, 128);
     ck_assert_ok(h.l.ops->setup(&h.l));
-    mtli_conv_route_choice = MTLI_CONV_IM2COL;
     size_t one = h.l.ops->scratch_floats(&h.l, 1);
     ck_assert_uint_eq(one, (size_t)2 * 9 * 64 * 64);
     ck_assert_uint_eq(h.l.ops->scratch_floats(&h.l, 256), one);
     ck_assert_uint_eq(h.l.ops->scratch_floats(&h.l, 0), 0);
-    /* the direct kernels' buffers are per group of samples too */
-    mtli_conv_route_choice = MTLI_CONV_AUTO;
+    /* stride 1: room for either route, whichever is chosen; the direct kernels' buffers are
+     * per group of samples too */
+    const conv_case big = {2, 64, 64, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3};
+    conv_make(&h, &big);
+    h_dims(&h, 2, 64, 64);
+    ck_assert_ok(h.l.ops->setup(&h.l));
+    mtli_conv_geom g;
+    mtli_layer_window(&h.l, false, &g);
     one = h.l.ops->scratch_floats(&h.l, 1);
     ck_assert_uint_ge(one, (size_t)2 * 9 * 64 * 64);
+    ck_assert_uint_ge(one, mtli_convd_work(&g, 3));
     ck_assert_uint_eq(h.l.ops->scratch_floats(&h.l, 256), one);
     ck_assert_uint_eq(h.l.ops->scratch_floats(&h.l, 0), 0);
 }
