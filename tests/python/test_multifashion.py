@@ -180,8 +180,11 @@ def test_lenet_learns_a_real_subset(tmp_path):
     epochs of Adam: each task's test accuracy must reach 0.45, 4.5 times chance (0.10); this
     machine reaches about 0.58."""
     out = data.build_multifashion(tmp_path / "mf", limit=4000)
-    cfg = mtl.Config.load(os.path.join(ROOT, "examples", "configs", "multifashion",
-                                       "lenet-ew.yaml"))
+    path = os.path.join(ROOT, "examples", "configs", "multifashion", "lenet-ew.yaml")
+    text = open(path).read()
+    assert "dir: ../../data/multifashion" in text
+    cfg = mtl.Config.parse(text.replace("dir: ../../data/multifashion", f"dir: {out}"),
+                           name=path)
     model = mtl.MultiTaskModel.from_config(cfg)
     d = {n: np.load(os.path.join(out, f"{n}.npy"))
          for n in ("train_x", "train_y_left", "train_y_right", "test_x", "test_y_left",
