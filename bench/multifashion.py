@@ -149,6 +149,8 @@ def parse_acc(path, prefix=""):
     text = open(path).read()
     if "test metrics:" in text:
         text = text.split("test metrics:", 1)[1]
+    elif not prefix:  # a training run that has not finished
+        return None
     acc = {}
     for m in re.finditer(rf"^\s+(\w+)\s+.*?\b{prefix}accuracy (\S+)", text, re.M):
         acc[m.group(1)] = float(m.group(2))
