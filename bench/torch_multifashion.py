@@ -67,18 +67,19 @@ def main():
     if method != "ew":
         sys.exit(f"torch_multifashion.py trains equal weighting only, the file asks for {method!r}")
 
-    # identical data: the configuration's files and its seeded train/validation split
-    data_dir = os.path.join(os.path.dirname(os.path.abspath(a.config)), cfg.get_string("data.dir"))
-    def npy(key):
-        return np.load(os.path.join(data_dir, cfg.get_string(key)), mmap_mode="r")
-    x_all = torch.from_numpy(np.ascontiguousarray(npy("data.train.input")))
-    y_all = [torch.from_numpy(np.ascontiguousarray(npy(f"data.train.labels.{t}")).astype(np.int64))
-             for t in tasks]
-    x_test = torch.from_numpy(np.ascontiguousarray(npy("data.test.input")))
-    y_test = [torch.from_numpy(np.ascontiguousarray(npy(f"data.test.labels.{t}")).astype(np.int64))
-              for t in tasks]
-    tr_idx = torch.from_numpy(cfg.build_dataset("train").indices())
-    va_idx = torch.from_numpy(cfg.build_dataset("validation").indices())
+    # identical data: the rows libmtl's configuration gives each split (its seeded hold-out of
+    # the validation rows), read from libmtl's datasets; the test split is the test files
+    splits = {}
+    for split in ("train", "validation", "test"):
+        ds = cfg.build_dataset(split)
+        x = np.array(ds.inputs[ds.indices()])
+        ys = [np.array(ds.target(t)[ds.indices()]).astype(np.int64) for t in tasks]
+        splits[split] = (torch.from_numpy(x), [torch.from_numpy(y) for y in ys])
+        del ds
+    x_tr, y_tr = splits["train"]
+    x_va, y_va = splits["validation"]
+    x_test, y_test = splits["test"]
+    tr_idx = torch.arange(x_tr.shape[0])
 
     # identical initial weights: libmtl's model for the configuration's seed
     init = cfg.build_model().state_dict()
@@ -112,7 +113,7 @@ def main():
     epoch_times = []
     t_start = time.perf_counter()
     for ep in range(1, epochs + 1):
-        perm = tr_idx[torch.randperm(len(tr_idx), generator=gen)]
+        perm = torch.randperm(len(tr_idx), generator=gen)
         steps = (len(perm) + batch - 1) // batch
         if a.max_steps:
             steps = min(steps, a.max_steps)
@@ -120,10 +121,10 @@ def main():
         run = [0.0] * len(tasks)
         for s in range(steps):
             sel = perm[s * batch:(s + 1) * batch]
-            xb = x_all[sel]
+            xb = x_tr[sel]
             opt.zero_grad(set_to_none=True)
             z = trunk(xb)
-            losses = [ce(h(z), y_all[i][sel]) for i, h in enumerate(heads)]
+            losses = [ce(h(z), y_tr[i][sel]) for i, h in enumerate(heads)]
             total = losses[0]
             for l in losses[1:]:
                 total = total + l
@@ -137,7 +138,7 @@ def main():
         rec = {"epoch": ep, "seconds": dt, "samples_per_s": min(len(perm), steps * batch) / dt,
                "train_loss": {t: run[i] / steps for i, t in enumerate(tasks)}}
         if not a.no_eval:
-            vl, vacc = evaluate(x_all, y_all, va_idx)
+            vl, vacc = evaluate(x_va, y_va)
             val = sum(vl.values()) / len(tasks)
             rec.update(val_loss=val, val_accuracy=vacc)
             if best is None or val < best:
@@ -157,8 +158,8 @@ def main():
         for h, st in zip(heads, best_state[1]):
             h.load_state_dict(st)
         _, test_acc = evaluate(x_test, y_test)
-        _, train_acc = evaluate(x_all, y_all, tr_idx)
-        vl, val_acc = evaluate(x_all, y_all, va_idx)
+        _, train_acc = evaluate(x_tr, y_tr)
+        vl, val_acc = evaluate(x_va, y_va)
         result.update(best_epoch=best_epoch, best_val_loss=best, test_accuracy=test_acc,
                       train_accuracy=train_acc, val_accuracy=val_acc)
     line = json.dumps(result)
